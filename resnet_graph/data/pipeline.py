@@ -1,0 +1,119 @@
+"""Preprocessing (one definition for training, evaluation and prediction) and the training pipeline."""
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+
+def preprocess(images, image_size, mean, std):
+    """Resizes and normalises a batch inside the graph.
+
+    Args:
+      images: float32 [N, h, w, c], values in [0, 1].
+      image_size: output side S.
+      mean, std: per-channel floats (length c) of the training split.
+    Returns:
+      float32 [N, S, S, c]: bilinear resize, then (x - mean) / std.
+    """
+    images = tf.image.resize(images, [image_size, image_size], method='bilinear')
+    return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def channel_stats(images):
+    """images float [N, h, w, c] -> (mean, std), two lists of c floats (std floored at 1e-3)."""
+    flat = images.reshape(-1, images.shape[-1]).astype(np.float64)
+    return flat.mean(axis=0).tolist(), np.maximum(flat.std(axis=0), 1e-3).tolist()
+
+
+def steps_per_epoch(num_examples, batch_size):
+    """Full batches per epoch (the last partial batch is dropped, as in the official trainers)."""
+    return max(num_examples // batch_size, 1)
+
+
+class EpochOrder(object):
+    """The training order: epoch e visits the ids in a permutation drawn from (seed, e).
+
+    The order of every step is a function of the step alone, so a resumed run
+    sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, ids, batch_size, seed):
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps_per_epoch = steps_per_epoch(len(self.ids), batch_size)
+
+    @functools.lru_cache(maxsize=2)
+    def epoch_ids(self, epoch):
+        """The ids of one epoch, shuffled: int64 [len(ids)]."""
+        return np.random.RandomState([self.seed, epoch]).permutation(self.ids)
+
+    def batch_ids(self, step):
+        """The ids of training step ``step``: int64 [batch_size]."""
+        epoch, index = divmod(int(step), self.steps_per_epoch)
+        ids = self.epoch_ids(epoch)
+        if len(ids) < self.batch_size:  # fewer examples than one batch: wrap around
+            ids = np.resize(ids, self.batch_size)
+        return ids[index * self.batch_size:(index + 1) * self.batch_size]
+
+
+def train_dataset(fetch, order, start_step, end_step, image_size, mean, std, prefetch=2):
+    """A ``tf.data.Dataset`` of training batches for steps [start_step, end_step).
+
+    Args:
+      fetch: ids int64 [n] -> (images float32 [n, h, w, c] in [0, 1], labels int64 [n]).
+      order: an ``EpochOrder``.
+    Yields:
+      (images float32 [B, S, S, c], labels int64 [B]), prefetched so the
+      training step never waits on Python.
+    """
+    sample, _ = fetch(order.batch_ids(0)[:1])
+    shape = [order.batch_size] + list(sample.shape[1:])
+
+    def load(step):
+        images, labels = fetch(order.batch_ids(step))
+        return images.astype(np.float32), labels.astype(np.int64)
+
+    def to_tensors(step):
+        images, labels = tf.numpy_function(load, [step], [tf.float32, tf.int64], stateful=False)
+        images.set_shape(shape)
+        labels.set_shape(shape[:1])
+        return preprocess(images, image_size, mean, std), labels
+
+    dataset = tf.data.Dataset.range(start_step, end_step)
+    return dataset.map(to_tensors, num_parallel_calls=2, deterministic=True).prefetch(prefetch)
+
+
+class Preprocessor(object):
+    """Runs ``preprocess`` (and image decoding) outside any caller's graph.
+
+    Holds its own graph and session, so it works whatever graph is the
+    caller's default.
+    """
+
+    def __init__(self, image_size, mean, std, channels):
+        self.channels = channels
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            self._raw = v1.placeholder(tf.float32, [None, None, None, channels])
+            self._out = preprocess(self._raw, image_size, mean, std)
+            self._bytes = v1.placeholder(tf.string, [])
+            decoded = tf.io.decode_image(self._bytes, channels=channels, expand_animations=False)
+            self._decoded = tf.image.convert_image_dtype(decoded, tf.float32)
+        self._session = v1.Session(graph=self._graph)
+
+    def __call__(self, images):
+        """images float [N, h, w, c] in [0, 1] -> float32 [N, S, S, c], normalised."""
+        return self._session.run(self._out, {self._raw: images})
+
+    def decode(self, data):
+        """Encoded PNG/JPEG/BMP/GIF bytes -> float32 [h, w, channels] in [0, 1].
+
+        Raises tf.errors.InvalidArgumentError when the bytes are not an image.
+        """
+        return self._session.run(self._decoded, {self._bytes: data})
+
+    def close(self):
+        self._session.close()

@@ -1,0 +1,32 @@
+"""python -m resnet_graph.evaluate --model_dir DIR: top-1, top-5, loss and image count of a checkpoint on a split."""
+import json
+
+from resnet_graph import cli
+from resnet_graph import flags as run_flags
+from resnet_graph.cli import require
+
+FLAGS = run_flags.FLAGS
+
+
+def main(args):
+    require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    require(FLAGS.model_dir, '--model_dir is required: the run directory written by resnet_graph.train')
+    from resnet_graph.inference import RestoredRun
+    restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint)
+    metrics = dict(restored.evaluate(FLAGS.split), split=FLAGS.split, checkpoint=restored.checkpoint)
+    restored.close()
+    if FLAGS.json:
+        print(json.dumps(metrics, sort_keys=True))
+    else:
+        print('%s split, %s: top-1 %.4f top-5 %.4f loss %.4f (%d images)'
+              % (metrics['split'], metrics['checkpoint'], metrics['accuracy'], metrics['top5'], metrics['loss'],
+                 metrics['images']))
+
+
+def cli_main():
+    run_flags.define_evaluate()
+    cli.run('resnet_graph.evaluate', main)
+
+
+if __name__ == '__main__':
+    cli_main()

@@ -1,0 +1,59 @@
+"""Rebuilding a run's graph from its saved configuration, restoring a checkpoint, and batched evaluation."""
+import numpy as np
+import tensorflow as tf
+
+import config
+from data_loader import DataLoader
+from resnet_graph.cli import UsageError
+from resnet_graph.model import ResNet
+from resnet_graph.run_dir import RunDir
+
+v1 = tf.compat.v1
+
+
+def evaluate_ids(sess, model, loader, ids, batch_size=config.EVAL_BATCH_SIZE):
+    """Evaluates ``model`` on the examples ``ids`` in batches (never one huge feed).
+
+    Returns dict: loss (mean cross-entropy), accuracy (top-1), top5, images (count).
+    """
+    totals = np.zeros(3)
+    for images, labels in loader.batches(ids, batch_size):
+        values = sess.run([model.cross_entropy, model.accuracy, model.top5_accuracy],
+                          {model.input_x: images, model.input_y: labels})
+        totals += np.asarray(values) * len(labels)
+    count = len(ids)
+    loss, accuracy, top5 = (totals / max(count, 1)).tolist()
+    return dict(loss=loss, accuracy=accuracy, top5=top5, images=int(count))
+
+
+class RestoredRun(object):
+    """A run's network rebuilt in its own graph with a checkpoint restored.
+
+    Attributes: run (RunDir), config (dict), checkpoint (path), graph, session,
+    model (ResNet with input_x / probabilities ...), loader (DataLoader with the run's normalisation).
+    """
+
+    def __init__(self, model_dir, checkpoint='best'):
+        self.run = RunDir(model_dir)
+        self.config = self.run.load_config()
+        if self.config is None:
+            raise UsageError('%s is not a run directory (no config.json); train one with '
+                             'python -m resnet_graph.train --model_dir %s' % (model_dir, model_dir))
+        self.checkpoint = self.run.resolve_checkpoint(checkpoint)
+        if not self.checkpoint or not v1.train.checkpoint_exists(self.checkpoint):
+            raise UsageError('no %s checkpoint in %s; use --checkpoint best, latest or a checkpoint path'
+                             % (checkpoint, model_dir))
+        cfg = self.config
+        self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg['mean'], cfg['std'])
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.model = ResNet.from_config(cfg, training=False)
+            saver = v1.train.Saver()
+        self.session = v1.Session(graph=self.graph)
+        saver.restore(self.session, self.checkpoint)
+
+    def evaluate(self, split):
+        return evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split])
+
+    def close(self):
+        self.session.close()

@@ -1,0 +1,103 @@
+"""The run directory: saved configuration, best record, checkpoints and event folders.
+
+    <model_dir>/config.json        the run's configuration (rebuilds the same graph)
+    <model_dir>/model.ckpt-<step>  rolling checkpoints (Saver, max_to_keep)
+    <model_dir>/best/              the best-validation checkpoint
+    <model_dir>/best.json          its step, validation accuracy and loss, time
+    <model_dir>/train/, eval/      event files for TensorBoard
+
+Every JSON file is written atomically (temporary file, fsync, rename), so a
+crash leaves either the old or the new record, never half of one.
+"""
+import json
+import os
+import tempfile
+
+CONFIG = 'config.json'
+BEST = 'best.json'
+CHECKPOINT_PREFIX = 'model.ckpt'
+
+# Configuration keys that fix the graph's variables: resuming or restoring
+# with other values would silently mix incompatible weights.
+ARCHITECTURE_KEYS = ('depth', 'num_classes', 'image_size', 'channels', 'dataset')
+
+
+def atomic_write_json(path, obj):
+    """Writes ``obj`` as JSON to ``path`` through a fsynced temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=directory)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write('\n')
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_json(path):
+    """The JSON object at ``path``, or None when the file does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+class RunDir(object):
+    """Paths and records of one run directory."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def join(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    @property
+    def checkpoint_prefix(self):
+        return self.join(CHECKPOINT_PREFIX)
+
+    @property
+    def best_dir(self):
+        return self.join('best')
+
+    def create(self):
+        for sub in ('', 'best', 'train', 'eval'):
+            os.makedirs(self.join(sub), exist_ok=True)
+
+    def load_config(self):
+        return read_json(self.join(CONFIG))
+
+    def save_config(self, cfg):
+        atomic_write_json(self.join(CONFIG), cfg)
+
+    def load_best(self):
+        return read_json(self.join(BEST))
+
+    def save_best(self, record):
+        atomic_write_json(self.join(BEST), record)
+
+    def latest_checkpoint(self):
+        import tensorflow as tf
+        return tf.train.latest_checkpoint(self.path)
+
+    def best_checkpoint(self):
+        import tensorflow as tf
+        return tf.train.latest_checkpoint(self.best_dir)
+
+    def resolve_checkpoint(self, which):
+        """'best', 'latest' or a checkpoint path -> a checkpoint prefix, or None if there is none."""
+        if which == 'best':
+            return self.best_checkpoint()
+        if which == 'latest':
+            return self.latest_checkpoint()
+        return which
+
+
+def incompatible(saved, wanted):
+    """Lists 'key: saved X, asked Y' for architecture keys that differ."""
+    return ['%s: saved %r, asked %r' % (k, saved[k], wanted[k])
+            for k in ARCHITECTURE_KEYS if k in saved and k in wanted and saved[k] != wanted[k]]

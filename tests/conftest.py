@@ -1,0 +1,33 @@
+"""Shared helpers: run a command line in a subprocess against this checkout."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# A ResNet-18 on 16x16 digits: the smallest real configuration, seconds per run.
+TINY = ['--depth', '18', '--image_size', '16', '--batch_size', '32', '--log_every', '2']
+
+
+def run_cli(module, *args, cwd=None, timeout=300):
+    """Runs ``python -m resnet_graph.<module> args`` and returns the CompletedProcess (text mode)."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+    return subprocess.run([sys.executable, '-m', 'resnet_graph.' + module] + [str(a) for a in args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr):
+    """The lines of stderr that are ours (TensorFlow's import notices dropped)."""
+    return [line for line in stderr.splitlines() if line.startswith('resnet_graph.')]
+
+
+@pytest.fixture
+def tf_graph():
+    """A fresh default graph for one test."""
+    import tensorflow as tf
+    graph = tf.Graph()
+    with graph.as_default():
+        yield graph

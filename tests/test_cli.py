@@ -1,0 +1,151 @@
+"""train / evaluate / predict end to end through their command lines, in temporary directories."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TINY, error_lines, run_cli
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """One tiny run shared by the evaluate/predict tests: (model_dir, train stdout)."""
+    model_dir = tmp_path_factory.mktemp('run') / 'r18'
+    result = run_cli('train', *TINY, '--model_dir', model_dir, '--max_steps', 24, '--eval_every', 8)
+    assert result.returncode == 0, result.stderr
+    return model_dir, result.stdout
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    model_dir, out = trained
+    names = set(os.listdir(model_dir))
+    assert {'config.json', 'best.json', 'best', 'train', 'eval', 'checkpoint', 'model.ckpt-24.index'} <= names
+    cfg = json.loads((model_dir / 'config.json').read_text())
+    assert (cfg['depth'], cfg['image_size'], cfg['num_classes'], cfg['channels']) == (18, 16, 10, 1)
+    best = json.loads((model_dir / 'best.json').read_text())
+    assert best['step'] in (8, 16, 24) and 0 <= best['validation_accuracy'] <= 1
+    assert os.path.exists(best['checkpoint'] + '.index')
+    assert any(f.startswith('events.out.tfevents') for f in os.listdir(model_dir / 'train'))
+    assert any(f.startswith('events.out.tfevents') for f in os.listdir(model_dir / 'eval'))
+    assert out.count('eval step') == 3
+    assert 'step 24/24' in out and 'examples/sec' in out and 'left' in out
+    assert 'best validation accuracy %.4f at step %d' % (best['validation_accuracy'], best['step']) in out
+    assert 'tensorboard --logdir' in out
+
+
+def test_evaluate_reports_the_test_accuracy_the_trainer_printed(trained):
+    model_dir, out = trained
+    result = run_cli('evaluate', '--model_dir', model_dir, '--json')
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics['images'] == 269 and metrics['split'] == 'test'
+    assert 'test accuracy of the best checkpoint: %.4f' % metrics['accuracy'] in out
+    assert metrics['accuracy'] <= metrics['top5'] <= 1
+    val = json.loads(run_cli('evaluate', '--model_dir', model_dir, '--split', 'validation', '--json').stdout)
+    best = json.loads((model_dir / 'best.json').read_text())
+    assert val['accuracy'] == pytest.approx(best['validation_accuracy'], abs=1e-6)
+    text = run_cli('evaluate', '--model_dir', model_dir, '--checkpoint', 'latest')
+    assert text.returncode == 0 and 'model.ckpt-24' in text.stdout and 'top-1' in text.stdout
+
+
+def test_predict_answers_each_file_and_reports_the_bad_one(trained, tmp_path):
+    from PIL import Image
+    from data_loader import DataLoader
+    from resnet_graph.inference import RestoredRun
+    model_dir, _ = trained
+    loader = DataLoader()
+    ids = loader.test_ids[:2]
+    png = tmp_path / 'digit.png'
+    Image.fromarray((loader.source.images[ids[0], :, :, 0] * 255).round().astype(np.uint8)).save(png)
+    npy = tmp_path / 'digit.npy'
+    np.save(npy, loader.source.images[ids[1]])
+    bad = tmp_path / 'notes.png'
+    bad.write_text('not an image')
+    result = run_cli('predict', '--model_dir', model_dir, '--json', '--top_k', 3, png, bad, npy)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == ['resnet_graph.predict: error: %s: not a PNG, JPEG, BMP or GIF image' % bad]
+    answers = json.loads(result.stdout)
+    assert [a['file'] for a in answers] == [str(png), str(bad), str(npy)]
+    restored = RestoredRun(str(model_dir))
+    expected = restored.session.run(restored.model.probabilities,
+                                    {restored.model.input_x: restored.loader.get_batch_data(ids)[0]})
+    restored.close()
+    for answer, probs in ((answers[0], expected[0]), (answers[2], expected[1])):
+        assert len(answer['top_k']) == 3
+        assert answer['top_k'][0]['class_id'] == int(np.argmax(probs))
+        tolerance = 1e-5 if answer['file'].endswith('.npy') else 2e-2  # the PNG is quantised to 8 bits
+        assert answer['top_k'][0]['probability'] == pytest.approx(float(probs.max()), abs=tolerance)
+    text = run_cli('predict', '--model_dir', model_dir, npy)
+    assert text.returncode == 0 and text.stdout.startswith('%s: ' % npy)
+
+
+def test_resume_refuses_another_architecture(trained):
+    model_dir, _ = trained
+    result = run_cli('train', '--model_dir', model_dir, '--depth', 34)
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and 'depth: saved 18, asked 34' in lines[0] and 'Traceback' not in result.stderr
+
+
+def test_finished_run_resumes_to_the_same_step(trained):
+    model_dir, _ = trained
+    result = run_cli('train', '--model_dir', model_dir)
+    assert result.returncode == 0, result.stderr
+    assert 'resuming from' in result.stdout and 'at step 24' in result.stdout
+    assert 'step 24/24' not in result.stdout  # nothing left to train
+    assert 'best validation accuracy' in result.stdout
+
+
+def test_sigterm_saves_and_the_same_command_finishes_the_run(tmp_path):
+    model_dir = tmp_path / 'run'
+    args = ['-m', 'resnet_graph.train'] + TINY + ['--model_dir', str(model_dir), '--max_steps', 60,
+                                                  '--eval_every', 20]
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+    proc = subprocess.Popen([sys.executable] + [str(a) for a in args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith('eval step 20'):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert 'stopped by signal' in rest
+    best = json.loads((model_dir / 'best.json').read_text())
+    stopped_at = int(rest.split('stopped by signal 15 at step ')[1].split(':')[0])
+    assert 20 <= stopped_at < 60 and best['step'] == 20
+    assert os.path.exists(model_dir / ('model.ckpt-%d.index' % stopped_at))
+    result = run_cli('train', '--model_dir', model_dir)
+    assert result.returncode == 0, result.stderr
+    assert 'resuming from' in result.stdout and 'at step %d' % stopped_at in result.stdout
+    assert 'step 60/60' in result.stdout and 'eval step 60' in result.stdout
+    final = json.loads((model_dir / 'best.json').read_text())
+    assert final['step'] in (20, 40, 60)
+    assert final['validation_accuracy'] >= best['validation_accuracy']
+    assert os.path.exists(model_dir / 'model.ckpt-60.index')
+
+
+@pytest.mark.parametrize('module,args,message', [
+    ('train', ['--depth', 7], '--depth 7 is not supported; valid depths: 18, 34, 50, 101, 152'),
+    ('train', ['--depth', 'abc'], "flag --depth=abc"),
+    ('train', ['--batch_size', 0], '--batch_size must be at least 1, got 0'),
+    ('train', ['--learning_rate', -1], '--learning_rate must be positive, got -1.0'),
+    ('train', ['--dataset', 'imagenet42'], "--dataset 'imagenet42' is unknown"),
+    ('train', ['--no_such_flag'], 'no_such_flag'),
+    ('evaluate', [], '--model_dir is required'),
+    ('evaluate', ['--model_dir', 'missing_dir'], 'missing_dir is not a run directory'),
+    ('predict', ['--model_dir', 'missing_dir', 'x.png'], 'missing_dir is not a run directory'),
+    ('predict', ['--model_dir', 'missing_dir'], 'no files given'),
+])
+def test_bad_input_gets_one_line_and_exit_code_2(module, args, message, tmp_path):
+    result = run_cli(module, *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert 'Traceback' not in result.stderr
+    assert os.listdir(tmp_path) == []  # nothing created
