@@ -49,8 +49,8 @@ class RestoredRun(object):
         with self.graph.as_default():
             self.model = ResNet.from_config(cfg, training=False)
             saver = v1.train.Saver()
-        self.session = v1.Session(graph=self.graph)
-        saver.restore(self.session, self.checkpoint)
+            self.session = v1.Session(graph=self.graph)
+            saver.restore(self.session, self.checkpoint)
 
     def evaluate(self, split):
         return evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split])
