@@ -24,13 +24,6 @@ def he_normal():
     return v1.variance_scaling_initializer(scale=2.0, mode='fan_out', distribution='untruncated_normal')
 
 
-def _regularizer(weight_decay):
-    """L2 penalty ``weight_decay * sum(w**2) / 2`` (None when weight_decay is 0)."""
-    if not weight_decay:
-        return None
-    return lambda w: weight_decay * tf.nn.l2_loss(w)
-
-
 def _pads(size, kernel, stride):
     """Symmetric-as-possible padding (before, after) and output size of one axis.
 
@@ -48,16 +41,16 @@ def _pads(size, kernel, stride):
     return before, after, out
 
 
-def conv2d(x, filters, kernel_size, stride=1, name='conv', weight_decay=0.0, use_bias=False, fast=True):
+def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=True):
     """2-D convolution, NHWC.
 
     Args:
-      x: float tensor [N, H, W, C_in] with static H, W, C_in.
+      x: float tensor [N, H, W, C_in], static C_in (H, W may be unknown: then
+        the shape-aware forms are off).
       filters: C_out.
       kernel_size: square kernel side k.
       stride: spatial stride s.
       name: variable scope; holds ``kernel`` [k, k, C_in, C_out] (and ``bias``).
-      weight_decay: L2 factor added to REGULARIZATION_LOSSES for the kernel.
       use_bias: add a bias [C_out] (plain ResNets put batch norm after instead).
       fast: take the exact shape-aware form below; False always uses Conv2D.
     Returns:
@@ -72,8 +65,9 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', weight_decay=0.0, use
     """
     _, height, width, in_channels = x.shape.as_list()
     with v1.variable_scope(name):
-        kernel = v1.get_variable('kernel', [kernel_size, kernel_size, in_channels, filters],
-                                 initializer=he_normal(), regularizer=_regularizer(weight_decay))
+        kernel = v1.get_variable('kernel', [kernel_size, kernel_size, in_channels, filters], initializer=he_normal())
+        if height is None or width is None:
+            return _bias(_unknown_size_conv(x, kernel, stride), filters, use_bias)
         top, bottom, out_h = _pads(height, kernel_size, stride)
         left, right, out_w = _pads(width, kernel_size, stride)
         if fast and kernel_size == 1:
@@ -87,10 +81,23 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', weight_decay=0.0, use
             else:
                 padding = 'SAME'
             y = tf.nn.conv2d(x, kernel, strides=stride, padding=padding)
-        if use_bias:
-            bias = v1.get_variable('bias', [filters], initializer=v1.zeros_initializer())
-            y = tf.nn.bias_add(y, bias)
+        return _bias(y, filters, use_bias)
+
+
+def _bias(y, filters, use_bias):
+    if not use_bias:
         return y
+    bias = v1.get_variable('bias', [filters], initializer=v1.zeros_initializer())
+    return tf.nn.bias_add(y, bias)
+
+
+def _unknown_size_conv(x, kernel, stride):
+    # kernel // 2 on both sides gives the same outputs as _pads for any size.
+    k = kernel.shape[0]
+    if stride > 1 and k > 1:
+        x = tf.pad(x, [[0, 0], [k // 2, k // 2], [k // 2, k // 2], [0, 0]])
+        return tf.nn.conv2d(x, kernel, strides=stride, padding='VALID')
+    return tf.nn.conv2d(x, kernel, strides=stride, padding='SAME')
 
 
 def _same(kernel_size):
@@ -173,12 +180,11 @@ def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=Fal
         return y
 
 
-def dense(x, units, name='dense', weight_decay=0.0):
+def dense(x, units, name='dense'):
     """Fully connected layer: [N, D] -> [N, units], variables ``kernel`` [D, units] and ``bias``."""
     with v1.variable_scope(name):
         kernel = v1.get_variable('kernel', [x.shape[-1], units],
-                                 initializer=v1.variance_scaling_initializer(1.0, 'fan_avg', 'uniform'),
-                                 regularizer=_regularizer(weight_decay))
+                                 initializer=v1.variance_scaling_initializer(1.0, 'fan_avg', 'uniform'))
         bias = v1.get_variable('bias', [units], initializer=v1.zeros_initializer())
         return tf.nn.bias_add(tf.matmul(x, kernel), bias)
 

@@ -68,7 +68,10 @@ class Trainer(object):
             dataset = self.loader.train_dataset(cfg['batch_size'], cfg['seed'], start_step, self.total_steps)
             self.iterator = v1.data.make_initializable_iterator(dataset)
             images, labels = self.iterator.get_next()
-            self.model = ResNet.from_config(cfg, inputs=images, labels=labels)
+            # Fed from the pipeline by default, still feedable by name for validation.
+            images = v1.placeholder_with_default(images, [None] + images.shape[1:], name='input_x')
+            labels = v1.placeholder_with_default(labels, [None], name='input_y')
+            self.model = ResNet.from_config(cfg, input_tensor=images, label_tensor=labels)
             self.global_step = v1.train.get_or_create_global_step()
             self.learning_rate = optim.exponential_decay(cfg['learning_rate'], cfg['learning_decay_rate'],
                                                          cfg['learning_decay_steps'], self.global_step)
