@@ -30,6 +30,8 @@ TRAIN = dict(
     bn_momentum=0.9,
     eval_every=0,            # 0: once per epoch
     log_every=10,
+    histogram_every=0,       # 0: no weight histograms
+    trace_step=-1,           # -1: no Chrome trace
     max_to_keep=5,
     seed=0,
 )

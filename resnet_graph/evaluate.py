@@ -1,4 +1,7 @@
-"""python -m resnet_graph.evaluate --model_dir DIR: top-1, top-5, loss and image count of a checkpoint on a split."""
+"""python -m resnet_graph.evaluate --model_dir DIR: top-1, top-5, loss and image count of a checkpoint on a split.
+
+--json adds the confusion matrix (rows: true class, columns: predicted).
+"""
 import json
 
 from resnet_graph import cli
@@ -14,6 +17,7 @@ def main(args):
     from resnet_graph.inference import RestoredRun
     restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint)
     metrics = dict(restored.evaluate(FLAGS.split), split=FLAGS.split, checkpoint=restored.checkpoint)
+    metrics['confusion'] = metrics['confusion'].tolist()
     restored.close()
     if FLAGS.json:
         print(json.dumps(metrics, sort_keys=True))

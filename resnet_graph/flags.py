@@ -27,6 +27,10 @@ def define_train():
     flags.DEFINE_float('bn_momentum', T['bn_momentum'], 'Batch-norm moving-average decay.')
     flags.DEFINE_integer('eval_every', T['eval_every'], 'Validate every N steps; 0: once per epoch.')
     flags.DEFINE_integer('log_every', T['log_every'], 'Log and write train summaries every N steps.')
+    flags.DEFINE_integer('histogram_every', T['histogram_every'], 'Write weight and BN-statistics histograms '
+                         'every N steps; 0: never.')
+    flags.DEFINE_integer('trace_step', T['trace_step'], 'Write a Chrome trace of this training step into '
+                         'train/; -1: none.')
     flags.DEFINE_integer('max_to_keep', T['max_to_keep'], 'Rolling checkpoints kept.')
     flags.DEFINE_integer('seed', T['seed'], 'Seed of the initialisation and the data order.')
 

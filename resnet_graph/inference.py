@@ -4,6 +4,7 @@ import tensorflow as tf
 
 import config
 from data_loader import DataLoader
+from resnet_graph import summaries
 from resnet_graph.cli import UsageError
 from resnet_graph.model import ResNet
 from resnet_graph.run_dir import RunDir
@@ -14,16 +15,19 @@ v1 = tf.compat.v1
 def evaluate_ids(sess, model, loader, ids, batch_size=config.EVAL_BATCH_SIZE):
     """Evaluates ``model`` on the examples ``ids`` in batches (never one huge feed).
 
-    Returns dict: loss (mean cross-entropy), accuracy (top-1), top5, images (count).
+    Returns dict: loss (mean cross-entropy), accuracy (top-1), top5, images
+    (count), confusion (int64 [K, K] numpy, rows = true class).
     """
     totals = np.zeros(3)
+    confusion = 0
     for images, labels in loader.batches(ids, batch_size):
-        values = sess.run([model.cross_entropy, model.accuracy, model.top5_accuracy],
-                          {model.input_x: images, model.input_y: labels})
+        *values, predictions = sess.run([model.cross_entropy, model.accuracy, model.top5_accuracy,
+                                         model.predictions], {model.input_x: images, model.input_y: labels})
         totals += np.asarray(values) * len(labels)
+        confusion = confusion + summaries.confusion_matrix(labels, predictions, model.num_classes)
     count = len(ids)
     loss, accuracy, top5 = (totals / max(count, 1)).tolist()
-    return dict(loss=loss, accuracy=accuracy, top5=top5, images=int(count))
+    return dict(loss=loss, accuracy=accuracy, top5=top5, images=int(count), confusion=confusion)
 
 
 class RestoredRun(object):

@@ -22,7 +22,8 @@ def validate(cfg):
     from resnet_graph.data import SOURCES
     require(cfg['dataset'] in SOURCES, '--dataset %r is unknown; valid: %s' % (cfg['dataset'], ', '.join(SOURCES)))
     for name, low in (('batch_size', 1), ('epochs', 1), ('max_steps', 0), ('image_size', 8), ('eval_every', 0),
-                      ('log_every', 1), ('max_to_keep', 1), ('learning_decay_steps', 1), ('seed', 0)):
+                      ('log_every', 1), ('max_to_keep', 1), ('learning_decay_steps', 1), ('seed', 0),
+                      ('histogram_every', 0), ('trace_step', -1)):
         require(cfg[name] >= low, '--%s must be at least %d, got %s' % (name, low, cfg[name]))
     require(cfg['learning_rate'] > 0, '--learning_rate must be positive, got %s' % cfg['learning_rate'])
     require(0 < cfg['learning_decay_rate'] <= 1, '--learning_decay_rate must be in (0, 1], got %s'

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from data_loader import DataLoader
 from resnet_graph import optim
+from resnet_graph import summaries
 from resnet_graph.data.pipeline import steps_per_epoch
 from resnet_graph.inference import evaluate_ids
 from resnet_graph.model import ResNet
@@ -13,10 +14,6 @@ from resnet_graph.run_dir import RunDir
 
 v1 = tf.compat.v1
 tf.get_logger().setLevel('ERROR')  # deprecation notices of tf.compat.v1 would drown the progress lines
-
-
-def _scalars(writer, step, **values):
-    writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]), step)
 
 
 def _duration(seconds):
@@ -75,11 +72,13 @@ class Trainer(object):
             self.global_step = v1.train.get_or_create_global_step()
             self.learning_rate = optim.exponential_decay(cfg['learning_rate'], cfg['learning_decay_rate'],
                                                          cfg['learning_decay_steps'], self.global_step)
-            self.train_op = optim.train_op(self.model.loss, self.learning_rate, self.global_step)
-            m = self.model
-            self.summary_op = v1.summary.merge([
-                v1.summary.scalar('loss', m.loss), v1.summary.scalar('cross_entropy', m.cross_entropy),
-                v1.summary.scalar('accuracy', m.accuracy), v1.summary.scalar('learning_rate', self.learning_rate)])
+            self.train_op, gradient_norm = optim.train_op(self.model.loss, self.learning_rate, self.global_step,
+                                                          self.model.update_ops)
+            self.summary_op = summaries.train_summary(self.model, self.learning_rate, gradient_norm,
+                                                      cfg['mean'], cfg['std'])
+            self.histogram_op = summaries.histogram_summary(self.model) if cfg['histogram_every'] else None
+            self.config_op = summaries.config_summary(cfg)
+            self.confusion = summaries.ConfusionSummary()
             self.saver = v1.train.Saver(max_to_keep=cfg['max_to_keep'])
             self.best_saver = v1.train.Saver(max_to_keep=1)
             self.init_op = v1.global_variables_initializer()
@@ -103,8 +102,10 @@ class Trainer(object):
     def _validate(self, sess, step, writer, best):
         """Evaluates the validation split; saves best/ and best.json on improvement. Returns the best record."""
         metrics = evaluate_ids(sess, self.model, self.loader, self.loader.validation_ids)
-        _scalars(writer, step, loss=metrics['loss'], cross_entropy=metrics['loss'],
-                 accuracy=metrics['accuracy'], top5_accuracy=metrics['top5'])
+        regularization = sess.run(self.model.regularization_loss)
+        summaries.scalars(writer, step, loss=metrics['loss'] + regularization, cross_entropy=metrics['loss'],
+                          accuracy=metrics['accuracy'], top5_accuracy=metrics['top5'])
+        self.confusion.write(sess, writer, step, metrics['confusion'])
         writer.flush()
         improved = best is None or metrics['accuracy'] > best['validation_accuracy']
         if improved:
@@ -135,6 +136,8 @@ class Trainer(object):
         with graph.as_default(), v1.Session(graph=graph) as sess, _StopOnSignal() as stop:
             train_writer = v1.summary.FileWriter(run.join('train'), graph if start == 0 else None)
             eval_writer = v1.summary.FileWriter(run.join('eval'))
+            if start == 0:
+                train_writer.add_summary(sess.run(self.config_op), 0)
             self._restore_or_init(sess, latest)
             step = start
             try:
@@ -155,16 +158,21 @@ class Trainer(object):
         cfg = self.cfg
         feed = {self.model.is_training: True}
         fetches = [self.train_op, self.model.loss, self.model.accuracy, self.learning_rate]
-        loop_start, window_start, window_steps = time.time(), time.time(), 0
+        loop_start, window_start, window_steps, summary = time.time(), time.time(), 0, None
         first = step
         while step < self.total_steps:
+            trace = dict(options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE),
+                         run_metadata=v1.RunMetadata()) if step + 1 == cfg['trace_step'] else {}
             if (step + 1) % cfg['log_every'] == 0 or step + 1 == self.total_steps:
-                _, loss, accuracy, lr, summary = sess.run(fetches + [self.summary_op], feed)
+                _, loss, accuracy, lr, summary = sess.run(fetches + [self.summary_op], feed, **trace)
             else:
-                sess.run(self.train_op, feed)
-                summary = None
+                sess.run(self.train_op, feed, **trace)
+            if trace:
+                self._write_trace(step + 1, trace['run_metadata'], train_writer)
             step += 1
             window_steps += 1
+            if self.histogram_op is not None and step % cfg['histogram_every'] == 0:
+                train_writer.add_summary(sess.run(self.histogram_op), step)
             if summary is not None:
                 now = time.time()
                 rate = window_steps * cfg['batch_size'] / (now - window_start)
@@ -173,8 +181,8 @@ class Trainer(object):
                          % (step, self.total_steps, (step - 1) // self.steps_per_epoch + 1, loss, accuracy, lr,
                             rate, _duration(left)))
                 train_writer.add_summary(summary, step)
-                _scalars(train_writer, step, examples_per_sec=rate)
-                window_start, window_steps = now, 0
+                summaries.scalars(train_writer, step, examples_per_sec=rate)
+                window_start, window_steps, summary = now, 0, None
             if step % self.eval_every == 0 or step == self.total_steps:
                 best = self._validate(sess, step, eval_writer, best)
                 self._save(sess, step)
@@ -182,6 +190,13 @@ class Trainer(object):
                 self._save(sess, step)
                 break
         return step, best
+
+    def _write_trace(self, step, metadata, writer):
+        """Writes a traced step as train/trace_step_<step>.json (Chrome trace) and as run metadata."""
+        path = self.run.join('train', 'trace_step_%d.json' % step)
+        summaries.write_trace(metadata, path)
+        writer.add_run_metadata(metadata, 'step%d' % step, step)
+        self.log('wrote a Chrome trace of step %d to %s' % (step, path))
 
     def _finish(self, sess, step, best):
         run = self.run
