@@ -34,6 +34,7 @@ TRAIN = dict(
     trace_step=-1,           # -1: no Chrome trace
     max_to_keep=5,
     seed=0,
+    nan_policy='stop',       # stop: end the run at a NaN/Inf loss; skip: skip that update and go on
 )
 
 EVAL_BATCH_SIZE = 128

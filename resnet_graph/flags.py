@@ -33,6 +33,8 @@ def define_train():
                          'train/; -1: none.')
     flags.DEFINE_integer('max_to_keep', T['max_to_keep'], 'Rolling checkpoints kept.')
     flags.DEFINE_integer('seed', T['seed'], 'Seed of the initialisation and the data order.')
+    flags.DEFINE_enum('nan_policy', T['nan_policy'], ['stop', 'skip'], 'At a NaN or Inf loss: stop the run '
+                      '(nothing is saved after it) or skip that update and count it.')
 
 
 def define_restore():

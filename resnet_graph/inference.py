@@ -30,6 +30,27 @@ def evaluate_ids(sess, model, loader, ids, batch_size=config.EVAL_BATCH_SIZE):
     return dict(loss=loss, accuracy=accuracy, top5=top5, images=int(count), confusion=confusion)
 
 
+def check_checkpoint(path, variables):
+    """Raises UsageError listing the variables that ``path`` lacks or holds with another shape.
+
+    Args:
+      path: a checkpoint prefix.
+      variables: the graph's variables that would be restored from it.
+    """
+    saved = dict(v1.train.list_variables(path))
+    problems = []
+    for variable in variables:
+        name, shape = variable.op.name, variable.shape.as_list()
+        if name not in saved:
+            problems.append('%s missing' % name)
+        elif list(saved[name]) != shape:
+            problems.append('%s is %s, the network has %s' % (name, list(saved[name]), shape))
+    if problems:
+        raise UsageError('checkpoint %s does not fit this network (another architecture?): %d variables differ: '
+                         '%s%s' % (path, len(problems), '; '.join(problems[:5]),
+                                   ' ...' if len(problems) > 5 else ''))
+
+
 class RestoredRun(object):
     """A run's network rebuilt in its own graph with a checkpoint restored.
 
@@ -39,12 +60,9 @@ class RestoredRun(object):
 
     def __init__(self, model_dir, checkpoint='best'):
         self.run = RunDir(model_dir)
-        self.config = self.run.load_config()
-        if self.config is None:
-            raise UsageError('%s is not a run directory (no config.json); train one with '
-                             'python -m resnet_graph.train --model_dir %s' % (model_dir, model_dir))
+        self.config = self.run.require_config()
         self.checkpoint = self.run.resolve_checkpoint(checkpoint)
-        if not self.checkpoint or not v1.train.checkpoint_exists(self.checkpoint):
+        if not self.checkpoint or not tf.io.gfile.exists(self.checkpoint + '.index'):
             raise UsageError('no %s checkpoint in %s; use --checkpoint best, latest or a checkpoint path'
                              % (checkpoint, model_dir))
         cfg = self.config
@@ -52,6 +70,7 @@ class RestoredRun(object):
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.model = ResNet.from_config(cfg, training=False)
+            check_checkpoint(self.checkpoint, v1.global_variables())
             saver = v1.train.Saver()
             self.session = v1.Session(graph=self.graph)
             saver.restore(self.session, self.checkpoint)

@@ -173,8 +173,11 @@ def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=Fal
             y, mean, var = train_branch()
         else:
             y, mean, var = tf.cond(training, train_branch, infer_branch)
-        # When not training, mean/var are the moving values and the update is a no-op.
+        # When not training, mean/var are the moving values and the update is a no-op. A
+        # non-finite batch statistic (a NaN batch) leaves the moving value as it was: the
+        # update ops run even when the trainer skips that step's weight update.
         for moving, value in ((moving_mean, mean), (moving_var, var)):
+            value = tf.where(tf.math.is_finite(value), value, moving)
             v1.add_to_collection(v1.GraphKeys.UPDATE_OPS,
                                  v1.assign_sub(moving, (moving - value) * (1.0 - momentum)))
         return y

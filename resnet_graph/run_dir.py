@@ -11,6 +11,7 @@ crash leaves either the old or the new record, never half of one.
 """
 import json
 import os
+import re
 import tempfile
 
 CONFIG = 'config.json'
@@ -71,6 +72,15 @@ class RunDir(object):
     def load_config(self):
         return read_json(self.join(CONFIG))
 
+    def require_config(self):
+        """The saved configuration; UsageError when this is not a run directory."""
+        from resnet_graph.cli import UsageError
+        cfg = self.load_config()
+        if cfg is None:
+            raise UsageError('%s is not a run directory (no config.json); train one with '
+                             'python -m resnet_graph.train --model_dir %s' % (self.path, self.path))
+        return cfg
+
     def save_config(self, cfg):
         atomic_write_json(self.join(CONFIG), cfg)
 
@@ -80,13 +90,50 @@ class RunDir(object):
     def save_best(self, record):
         atomic_write_json(self.join(BEST), record)
 
-    def latest_checkpoint(self):
+    def checkpoints(self, directory=None):
+        """The prefixes of the complete checkpoints in ``directory`` (default: the run's), oldest first.
+
+        A checkpoint counts when its index and data files load: one cut short
+        by a kill is left out.
+        """
         import tensorflow as tf
-        return tf.train.latest_checkpoint(self.path)
+        directory = directory or self.path
+        steps = []
+        for name in os.listdir(directory) if os.path.isdir(directory) else []:
+            match = re.match(re.escape(CHECKPOINT_PREFIX) + r'-(\d+)\.index$', name)
+            if match:
+                steps.append(int(match.group(1)))
+        complete = []
+        for step in sorted(steps):
+            prefix = os.path.join(directory, '%s-%d' % (CHECKPOINT_PREFIX, step))
+            try:
+                tf.train.load_checkpoint(prefix)
+            except (tf.errors.OpError, ValueError):
+                continue
+            complete.append(prefix)
+        return complete
+
+    def latest_checkpoint(self, directory=None):
+        """The newest complete checkpoint prefix in ``directory`` (default: the run's), or None.
+
+        A ``checkpoint`` state file that names a missing or broken checkpoint is
+        rewritten to name this one.
+        """
+        import tensorflow as tf
+        directory = directory or self.path
+        complete = self.checkpoints(directory)
+        if not complete:
+            return None
+        try:
+            state = tf.train.get_checkpoint_state(directory)
+        except Exception:  # an unparsable state file is rewritten below
+            state = None
+        if state is None or os.path.abspath(state.model_checkpoint_path) != os.path.abspath(complete[-1]):
+            tf.compat.v1.train.update_checkpoint_state(directory, complete[-1], complete)
+        return complete[-1]
 
     def best_checkpoint(self):
-        import tensorflow as tf
-        return tf.train.latest_checkpoint(self.best_dir)
+        return self.latest_checkpoint(self.best_dir)
 
     def resolve_checkpoint(self, which):
         """'best', 'latest' or a checkpoint path -> a checkpoint prefix, or None if there is none."""

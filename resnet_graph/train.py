@@ -4,6 +4,7 @@ Running the same command again on the same --model_dir resumes; flags not
 given on the command line keep the run's saved values.
 """
 import os
+import signal
 
 import config
 from resnet_graph import cli
@@ -56,12 +57,14 @@ def resolve_config():
 def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     cfg = resolve_config()
-    from resnet_graph.trainer import Trainer
+    from resnet_graph.trainer import Trainer, TrainingError
     try:
-        trainer = Trainer(cfg, log=lambda line: print(line, flush=True))
-        trainer.train()
+        result = Trainer(cfg, log=lambda line: print(line, flush=True)).train()
     except OSError as e:
         raise cli.UsageError('cannot write the run directory %s: %s' % (cfg['model_dir'], e.strerror or e))
+    except TrainingError as e:
+        raise cli.UsageError(e)
+    return 130 if result['stopped'] == signal.SIGINT else 0
 
 
 def cli_main():

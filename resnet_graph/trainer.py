@@ -1,4 +1,18 @@
-"""The training loop: session, savers, event writers, periodic batched validation, best record, resume, signals."""
+"""The training loop: session, savers, event writers, periodic batched validation, best record, resume, signals.
+
+What a crash or a kill can leave, and why every state resumes:
+- rolling checkpoints are saved after each validation; TensorFlow writes the
+  files first and the ``checkpoint`` state last, and ``RunDir.latest_checkpoint``
+  takes the newest checkpoint that really loads (repairing a stale state);
+- at a validation the best checkpoint and ``best.json`` are written before the
+  rolling checkpoint of that step, so a resumed run repeats the validation
+  rather than skipping one;
+- SIGTERM or Ctrl-C: the step in flight finishes, a checkpoint is saved and
+  the run ends (exit 0 / 130); a second signal ends the process at once,
+  which the points above make safe.
+"""
+import math
+import os
 import signal
 import time
 
@@ -8,12 +22,16 @@ from data_loader import DataLoader
 from resnet_graph import optim
 from resnet_graph import summaries
 from resnet_graph.data.pipeline import steps_per_epoch
-from resnet_graph.inference import evaluate_ids
+from resnet_graph.inference import check_checkpoint, evaluate_ids
 from resnet_graph.model import ResNet
 from resnet_graph.run_dir import RunDir
 
 v1 = tf.compat.v1
 tf.get_logger().setLevel('ERROR')  # deprecation notices of tf.compat.v1 would drown the progress lines
+
+
+class TrainingError(Exception):
+    """Training cannot go on (a non-finite loss, a checkpoint that cannot be written); the message says why."""
 
 
 def _duration(seconds):
@@ -22,20 +40,25 @@ def _duration(seconds):
 
 
 class _StopOnSignal(object):
-    """Turns SIGTERM into a flag the loop checks after each step (then it saves and ends)."""
+    """SIGTERM and SIGINT set a flag the loop checks after each step; a second one exits at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.received = None
 
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
+        if self.received is not None:
+            os._exit(128 + signum)
         self.received = signum
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
 
 class Trainer(object):
@@ -56,6 +79,7 @@ class Trainer(object):
         self.steps_per_epoch = steps_per_epoch(len(self.loader.train_ids), cfg['batch_size'])
         self.total_steps = cfg['max_steps'] or cfg['epochs'] * self.steps_per_epoch
         self.eval_every = cfg['eval_every'] or self.steps_per_epoch
+        self.skipped = 0
 
     def _build(self, start_step):
         cfg = self.cfg
@@ -72,8 +96,9 @@ class Trainer(object):
             self.global_step = v1.train.get_or_create_global_step()
             self.learning_rate = optim.exponential_decay(cfg['learning_rate'], cfg['learning_decay_rate'],
                                                          cfg['learning_decay_steps'], self.global_step)
-            self.train_op, gradient_norm = optim.train_op(self.model.loss, self.learning_rate, self.global_step,
-                                                          self.model.update_ops)
+            self.train_op, gradient_norm, self.applied = optim.train_op(
+                self.model.loss, self.learning_rate, self.global_step, self.model.update_ops,
+                skip_nonfinite=cfg['nan_policy'] == 'skip')
             self.summary_op = summaries.train_summary(self.model, self.learning_rate, gradient_norm,
                                                       cfg['mean'], cfg['std'])
             self.histogram_op = summaries.histogram_summary(self.model) if cfg['histogram_every'] else None
@@ -87,40 +112,54 @@ class Trainer(object):
 
     def _restore_or_init(self, sess, latest):
         if latest:
+            check_checkpoint(latest, self.saver._var_list)
             self.saver.restore(sess, latest)
             for saver, directory in ((self.saver, self.run.path), (self.best_saver, self.run.best_dir)):
-                state = tf.train.get_checkpoint_state(directory)
-                if state:  # so max_to_keep also prunes the files written before the restart
-                    saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
+                paths = self.run.checkpoints(directory)
+                if paths:  # so max_to_keep also prunes the files written before the restart
+                    saver.recover_last_checkpoints(paths)
         else:
             sess.run(self.init_op)
         sess.run(self.iterator.initializer)
 
-    def _save(self, sess, step):
-        return self.saver.save(sess, self.run.checkpoint_prefix, global_step=step)
+    def _save(self, saver, sess, prefix, step):
+        """Saves a checkpoint; a full disk or a read-only directory becomes a TrainingError (older files stay)."""
+        try:
+            return saver.save(sess, prefix, global_step=step)
+        except (OSError, tf.errors.OpError) as e:
+            reason = getattr(e, 'strerror', None) or getattr(e, 'message', None) or str(e)
+            raise TrainingError('cannot write a checkpoint at step %d in %s: %s; the earlier checkpoints are '
+                                'intact: free space or fix permissions, then run the same command to resume'
+                                % (step, os.path.dirname(prefix), reason.splitlines()[0]))
 
     def _validate(self, sess, step, writer, best):
         """Evaluates the validation split; saves best/ and best.json on improvement. Returns the best record."""
         metrics = evaluate_ids(sess, self.model, self.loader, self.loader.validation_ids)
         regularization = sess.run(self.model.regularization_loss)
+        finite = math.isfinite(metrics['loss'])
+        improved = finite and (best is None or metrics['accuracy'] > best['validation_accuracy'])
+        if improved:
+            path = self._save(self.best_saver, sess, self.run.join('best', 'model.ckpt'), step)
+            best = dict(step=step, validation_accuracy=metrics['accuracy'], validation_loss=metrics['loss'],
+                        checkpoint=path, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+            self.run.save_best(best)
         summaries.scalars(writer, step, loss=metrics['loss'] + regularization, cross_entropy=metrics['loss'],
                           accuracy=metrics['accuracy'], top5_accuracy=metrics['top5'])
         self.confusion.write(sess, writer, step, metrics['confusion'])
         writer.flush()
-        improved = best is None or metrics['accuracy'] > best['validation_accuracy']
-        if improved:
-            path = self.best_saver.save(sess, self.run.join('best', 'model.ckpt'), global_step=step)
-            best = dict(step=step, validation_accuracy=metrics['accuracy'], validation_loss=metrics['loss'],
-                        checkpoint=path, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
-            self.run.save_best(best)
+        state = 'new best' if improved else 'best stays %.4f at step %d' % (
+            best['validation_accuracy'], best['step']) if best else 'no best yet'
         self.log('eval step %d: validation loss %.4f accuracy %.4f top5 %.4f (%d images); %s'
-                 % (step, metrics['loss'], metrics['accuracy'], metrics['top5'], metrics['images'],
-                    'new best' if improved else 'best stays %.4f at step %d' % (best['validation_accuracy'],
-                                                                                 best['step'])))
+                 % (step, metrics['loss'], metrics['accuracy'], metrics['top5'], metrics['images'], state))
         return best
 
     def train(self):
-        """Runs (or resumes) training to the final step. Returns a dict of the results."""
+        """Runs (or resumes) training to the final step.
+
+        Returns a dict: step, stopped (the signal number, or None), best (the
+        best record), test (metrics of the best checkpoint; absent when stopped).
+        Raises TrainingError when training cannot go on.
+        """
         cfg, run = self.cfg, self.run
         run.create()
         run.save_config(cfg)
@@ -134,62 +173,68 @@ class Trainer(object):
                  % (cfg['depth'], cfg['dataset'], self.total_steps, self.steps_per_epoch, cfg['batch_size'],
                     run.path))
         with graph.as_default(), v1.Session(graph=graph) as sess, _StopOnSignal() as stop:
+            self._restore_or_init(sess, latest)
             train_writer = v1.summary.FileWriter(run.join('train'), graph if start == 0 else None)
             eval_writer = v1.summary.FileWriter(run.join('eval'))
             if start == 0:
                 train_writer.add_summary(sess.run(self.config_op), 0)
-            self._restore_or_init(sess, latest)
-            step = start
             try:
-                step, best = self._loop(sess, step, best, train_writer, eval_writer, stop)
-            except KeyboardInterrupt:
-                self.log('interrupted: saved %s' % self._save(sess, step_of(sess, self.global_step)))
-                raise
+                step, best = self._loop(sess, start, best, train_writer, eval_writer, stop)
             finally:
                 train_writer.close()
                 eval_writer.close()
             if stop.received:
+                path = self._save(self.saver, sess, run.checkpoint_prefix, step)
                 self.log('stopped by signal %d at step %d: saved %s; run the same command to resume'
-                         % (stop.received, step, self.run.latest_checkpoint()))
-                return dict(step=step, stopped=True, best=best)
+                         % (stop.received, step, path))
+                return dict(step=step, stopped=stop.received, best=best)
             return self._finish(sess, step, best)
 
     def _loop(self, sess, step, best, train_writer, eval_writer, stop):
         cfg = self.cfg
         feed = {self.model.is_training: True}
-        fetches = [self.train_op, self.model.loss, self.model.accuracy, self.learning_rate]
-        loop_start, window_start, window_steps, summary = time.time(), time.time(), 0, None
-        first = step
-        while step < self.total_steps:
+        every_step = [self.train_op, self.model.loss] + ([self.applied] if self.applied is not None else [])
+        logged = [self.model.accuracy, self.learning_rate, self.summary_op]
+        loop_start, window_start, window_steps, first = time.time(), time.time(), 0, step
+        while step < self.total_steps and not stop.received:
             trace = dict(options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE),
                          run_metadata=v1.RunMetadata()) if step + 1 == cfg['trace_step'] else {}
-            if (step + 1) % cfg['log_every'] == 0 or step + 1 == self.total_steps:
-                _, loss, accuracy, lr, summary = sess.run(fetches + [self.summary_op], feed, **trace)
-            else:
-                sess.run(self.train_op, feed, **trace)
-            if trace:
-                self._write_trace(step + 1, trace['run_metadata'], train_writer)
+            log_now = (step + 1) % cfg['log_every'] == 0 or step + 1 == self.total_steps
+            values = sess.run(every_step + (logged if log_now else []), feed, **trace)
             step += 1
             window_steps += 1
+            self._check_loss(values[1], values[2] if self.applied is not None else True, step)
+            if trace:
+                self._write_trace(step, trace['run_metadata'], train_writer)
             if self.histogram_op is not None and step % cfg['histogram_every'] == 0:
                 train_writer.add_summary(sess.run(self.histogram_op), step)
-            if summary is not None:
+            if log_now:
+                accuracy, lr, summary = values[-3:]
                 now = time.time()
                 rate = window_steps * cfg['batch_size'] / (now - window_start)
                 left = (now - loop_start) / (step - first) * (self.total_steps - step)
                 self.log('step %d/%d epoch %d loss %.4f accuracy %.4f lr %.2e %.1f examples/sec %s left'
-                         % (step, self.total_steps, (step - 1) // self.steps_per_epoch + 1, loss, accuracy, lr,
-                            rate, _duration(left)))
+                         % (step, self.total_steps, (step - 1) // self.steps_per_epoch + 1, values[1], accuracy,
+                            lr, rate, _duration(left)))
                 train_writer.add_summary(summary, step)
                 summaries.scalars(train_writer, step, examples_per_sec=rate)
-                window_start, window_steps, summary = now, 0, None
+                window_start, window_steps = now, 0
             if step % self.eval_every == 0 or step == self.total_steps:
                 best = self._validate(sess, step, eval_writer, best)
-                self._save(sess, step)
-            if stop.received:
-                self._save(sess, step)
-                break
+                self._save(self.saver, sess, self.run.checkpoint_prefix, step)
         return step, best
+
+    def _check_loss(self, loss, applied, step):
+        if applied and math.isfinite(loss):
+            return
+        if not applied:
+            self.skipped += 1
+            self.log('step %d: loss %s, update skipped (--nan_policy skip; %d skipped so far)'
+                     % (step, loss, self.skipped))
+            return
+        raise TrainingError('the loss became %s at step %d; nothing was saved after it, the last good checkpoint '
+                            'is %s: lower --learning_rate (or use --nan_policy skip) and run the same command'
+                            % (loss, step, self.run.latest_checkpoint() or 'none (no checkpoint yet)'))
 
     def _write_trace(self, step, metadata, writer):
         """Writes a traced step as train/trace_step_<step>.json (Chrome trace) and as run metadata."""
@@ -200,10 +245,13 @@ class Trainer(object):
 
     def _finish(self, sess, step, best):
         run = self.run
-        if best is None:  # resumed a finished run that never validated: cannot happen unless files were removed
-            best = self._validate(sess, step, v1.summary.FileWriter(run.join('eval')), None)
+        if best is None:
+            raise TrainingError('no finite validation result was ever reached, so there is no best checkpoint '
+                                'in %s' % run.best_dir)
         self.best_saver.restore(sess, run.best_checkpoint())
         test = evaluate_ids(sess, self.model, self.loader, self.loader.test_ids)
+        if self.skipped:
+            self.log('%d updates were skipped for a non-finite loss' % self.skipped)
         self.log('best validation accuracy %.4f at step %d' % (best['validation_accuracy'], best['step']))
         self.log('test accuracy of the best checkpoint: %.4f (top5 %.4f, loss %.4f, %d images)'
                  % (test['accuracy'], test['top5'], test['loss'], test['images']))
@@ -211,8 +259,4 @@ class Trainer(object):
                  % (run.latest_checkpoint(), self.cfg['max_to_keep'], run.best_checkpoint()))
         self.log('events: %s and %s; view with: tensorboard --logdir %s'
                  % (run.join('train'), run.join('eval'), run.path))
-        return dict(step=step, stopped=False, best=best, test=test)
-
-
-def step_of(sess, global_step):
-    return int(sess.run(global_step))
+        return dict(step=step, stopped=None, best=best, test=test)

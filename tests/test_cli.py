@@ -100,7 +100,8 @@ def test_finished_run_resumes_to_the_same_step(trained):
     assert 'best validation accuracy' in result.stdout
 
 
-def test_sigterm_saves_and_the_same_command_finishes_the_run(tmp_path):
+@pytest.mark.parametrize('signum,code', [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_signal_saves_and_the_same_command_finishes_the_run(signum, code, tmp_path):
     model_dir = tmp_path / 'run'
     args = ['-m', 'resnet_graph.train'] + TINY + ['--model_dir', str(model_dir), '--max_steps', 60,
                                                   '--eval_every', 20]
@@ -111,13 +112,13 @@ def test_sigterm_saves_and_the_same_command_finishes_the_run(tmp_path):
     for line in proc.stdout:
         lines.append(line)
         if line.startswith('eval step 20'):
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signum)
             break
     rest, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    assert 'stopped by signal' in rest
+    assert proc.returncode == code, err
+    assert 'stopped by signal %d' % signum in rest
     best = json.loads((model_dir / 'best.json').read_text())
-    stopped_at = int(rest.split('stopped by signal 15 at step ')[1].split(':')[0])
+    stopped_at = int(rest.split('stopped by signal %d at step ' % signum)[1].split(':')[0])
     assert 20 <= stopped_at < 60 and best['step'] == 20
     assert os.path.exists(model_dir / ('model.ckpt-%d.index' % stopped_at))
     result = run_cli('train', '--model_dir', model_dir)

@@ -1,0 +1,222 @@
+"""No lost run: kills, double signals, NaN losses, full disks, stale state files, foreign checkpoints, bad flags."""
+import collections
+import errno
+import glob
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, error_lines, run_cli
+from resnet_graph import trainer as trainer_module
+from resnet_graph.data.pipeline import EpochOrder
+from resnet_graph.model import ResNet
+from resnet_graph.run_dir import RunDir
+from test_trainer import tiny_config
+
+# ResNet-18 on 8x8 digits: start-up dominates, so kills land at every phase of the loop.
+FAST = ['--depth', '18', '--image_size', '8', '--batch_size', '16', '--log_every', '1']
+ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+
+
+def start_training(model_dir, *args):
+    return subprocess.Popen([sys.executable, '-m', 'resnet_graph.train'] + FAST + ['--model_dir', str(model_dir)] +
+                            [str(a) for a in args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+
+
+def wait_for(proc, prefix):
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return line
+    raise AssertionError('the run ended before printing %r' % prefix)
+
+
+def eval_accuracy_by_step(model_dir):
+    """step -> the validation accuracy of the latest evaluation at that step (re-runs after a kill win)."""
+    events = []
+    for path in glob.glob(os.path.join(model_dir, 'eval', 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == 'accuracy':
+                    events.append((event.wall_time, event.step, value.simple_value))
+    return {step: accuracy for _, step, accuracy in sorted(events)}
+
+
+def test_kill_fuzz_every_kill_resumes_to_the_same_final_step(tmp_path):
+    kills = int(os.environ.get('RESNET_GRAPH_KILLS', '10'))
+    model_dir, steps = tmp_path / 'run', 60
+    rng = random.Random(int(os.environ.get('RESNET_GRAPH_KILL_SEED', '0')))
+    survived = 0
+    for _ in range(3 * kills):
+        if survived == kills:
+            break
+        proc = start_training(model_dir, '--max_steps', steps, '--eval_every', 2)
+        wait_for(proc, 'training ResNet-18')
+        time.sleep(rng.uniform(0.0, 2.0))
+        if proc.poll() is None:
+            proc.kill()
+            survived += 1
+        proc.wait()
+        proc.stdout.close()
+        best = RunDir(str(model_dir)).load_best()  # never half written
+        assert best is None or 0 <= best['validation_accuracy'] <= 1
+    assert survived == kills
+    result = run_cli('train', '--model_dir', model_dir)
+    assert result.returncode == 0, result.stderr
+    assert 'step %d/%d' % (steps, steps) in result.stdout or 'resuming from' in result.stdout
+    run = RunDir(str(model_dir))
+    assert run.latest_checkpoint().endswith('model.ckpt-%d' % steps)
+    for prefix in run.checkpoints() + run.checkpoints(run.best_dir):
+        assert tf.train.load_checkpoint(prefix).get_tensor('global_step') == int(prefix.rsplit('-', 1)[1])
+    accuracies = eval_accuracy_by_step(str(model_dir))
+    assert sorted(accuracies) == list(range(2, steps + 1, 2))
+    best = run.load_best()
+    assert best['validation_accuracy'] == pytest.approx(max(accuracies.values()), abs=1e-6)
+    assert accuracies[best['step']] == pytest.approx(best['validation_accuracy'], abs=1e-6)
+    assert run.best_checkpoint().endswith('model.ckpt-%d' % best['step'])
+    print('survived %d kill -9 in a row' % survived)
+
+
+def test_a_second_signal_exits_at_once_and_the_run_still_resumes(tmp_path):
+    model_dir = tmp_path / 'run'
+    proc = start_training(model_dir, '--max_steps', 400, '--eval_every', 50)
+    wait_for(proc, 'step 3/')
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) in (0, 128 + signal.SIGTERM)
+    proc.stdout.close()
+    result = run_cli('train', '--model_dir', model_dir, '--max_steps', 12)
+    assert result.returncode == 0, result.stderr
+    assert RunDir(str(model_dir)).latest_checkpoint().endswith('model.ckpt-12')
+
+
+def _poison(trainer, at_step):
+    """Makes the training batch of step ``at_step`` (1-based) all NaN."""
+    fetch = trainer.loader.source.fetch
+    target = EpochOrder(trainer.loader.train_ids, trainer.cfg['batch_size'], trainer.cfg['seed']).batch_ids(at_step - 1)
+
+    def poisoned(ids):
+        images, labels = fetch(ids)
+        if np.array_equal(ids, target):
+            images = np.full_like(images, np.nan)
+        return images, labels
+
+    trainer.loader.source.fetch = poisoned
+
+
+def test_nan_loss_stops_and_names_the_step_and_the_last_good_checkpoint(tmp_path):
+    trainer = trainer_module.Trainer(tiny_config(tmp_path, max_steps=8, eval_every=2), log=lambda line: None)
+    _poison(trainer, 5)
+    with pytest.raises(trainer_module.TrainingError, match=r'loss became nan at step 5.*model.ckpt-4'):
+        trainer.train()
+    run = RunDir(str(tmp_path))
+    assert run.latest_checkpoint().endswith('model.ckpt-4') and run.load_best()['step'] <= 4
+    assert np.isfinite(tf.train.load_checkpoint(run.latest_checkpoint()).get_tensor('stem/conv/kernel')).all()
+
+
+def test_nan_policy_skip_skips_the_update_and_never_keeps_nan_weights(tmp_path):
+    lines = []
+    trainer = trainer_module.Trainer(tiny_config(tmp_path, max_steps=8, eval_every=4, nan_policy='skip'),
+                                     log=lines.append)
+    _poison(trainer, 3)
+    result = trainer.train()
+    assert result['step'] == 8 and trainer.skipped == 1
+    assert any(line.startswith('step 3: loss nan, update skipped') for line in lines)
+    reader = tf.train.load_checkpoint(RunDir(str(tmp_path)).best_checkpoint())
+    for name in reader.get_variable_to_shape_map():
+        assert np.isfinite(reader.get_tensor(name)).all(), name
+    assert np.isfinite(result['best']['validation_loss'])
+
+
+@pytest.mark.parametrize('error', [OSError(errno.ENOSPC, 'No space left on device'),
+                                   tf.errors.PermissionDeniedError(None, None, 'read-only file system')])
+def test_a_failed_save_keeps_the_earlier_checkpoints_and_says_why(error, tmp_path, monkeypatch):
+    trainer = trainer_module.Trainer(tiny_config(tmp_path, max_steps=6, eval_every=2), log=lambda line: None)
+    real_save = tf.compat.v1.train.Saver.save
+
+    def save(self, sess, prefix, global_step=None, **kwargs):
+        if global_step == 4 and prefix == trainer.run.checkpoint_prefix:
+            raise error
+        return real_save(self, sess, prefix, global_step=global_step, **kwargs)
+
+    monkeypatch.setattr(tf.compat.v1.train.Saver, 'save', save)
+    with pytest.raises(trainer_module.TrainingError, match='cannot write a checkpoint at step 4.*earlier checkpoints'
+                                                          ' are intact'):
+        trainer.train()
+    run = RunDir(str(tmp_path))
+    assert run.latest_checkpoint().endswith('model.ckpt-2')
+    assert tf.train.load_checkpoint(run.latest_checkpoint()).get_tensor('global_step') == 2
+
+
+def test_stale_or_broken_state_files_are_repaired(tmp_path):
+    result = run_cli('train', *FAST, '--model_dir', tmp_path / 'run', '--max_steps', 6, '--eval_every', 2)
+    assert result.returncode == 0, result.stderr
+    run = RunDir(str(tmp_path / 'run'))
+    for path in glob.glob(run.join('model.ckpt-6.*')):
+        os.remove(path)  # the state file still names step 6
+    with open(run.join('model.ckpt-4.index'), 'r+b') as f:
+        f.truncate(10)  # and step 4 is cut short
+    assert run.latest_checkpoint().endswith('model.ckpt-2')
+    assert tf.train.get_checkpoint_state(run.path).model_checkpoint_path.endswith('model.ckpt-2')
+    with open(run.join('checkpoint'), 'w') as f:
+        f.write('garbage {{{')
+    resumed = run_cli('train', '--model_dir', run.path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'resuming from %s at step 2' % run.join('model.ckpt-2') in resumed.stdout
+    assert run.latest_checkpoint().endswith('model.ckpt-6')
+
+
+def test_a_checkpoint_of_another_architecture_lists_the_mismatched_variables(tmp_path):
+    result = run_cli('train', *FAST, '--model_dir', tmp_path / '18', '--max_steps', 2, '--eval_every', 2)
+    assert result.returncode == 0, result.stderr
+    foreign = str(tmp_path / 'resnet50.ckpt')
+    with tf.Graph().as_default():
+        ResNet(50, 10, 8, 8, 1)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(sess, foreign)
+    result = run_cli('evaluate', '--model_dir', tmp_path / '18', '--checkpoint', foreign)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    line, = error_lines(result.stderr)
+    assert 'does not fit this network' in line and 'variables differ' in line
+    assert 'stage1/block0/conv2/kernel is [3, 3, 64, 64], the network has [3, 3, 64, 64]' not in line
+    assert 'stem/conv/kernel' not in line and 'stage1/block0/conv1/kernel is [1, 1, 64, 64], the network has [3, 3, ' \
+        '64, 64]' in line
+
+
+BAD_FLAGS = [
+    ['--depth', '0'], ['--depth', '-50'], ['--depth', '50.5'], ['--depth', ''], ['--batch_size', '-1'],
+    ['--batch_size', 'many'], ['--epochs', '0'], ['--max_steps', '-3'], ['--learning_rate', '0'],
+    ['--learning_rate', 'nan'], ['--learning_rate', 'fast'], ['--learning_decay_rate', '0'],
+    ['--learning_decay_rate', '1.5'], ['--learning_decay_steps', '0'], ['--weight_decay', '-0.1'],
+    ['--bn_momentum', '1'], ['--bn_momentum', '-0.5'], ['--eval_every', '-1'], ['--log_every', '0'],
+    ['--max_to_keep', '0'], ['--image_size', '4'], ['--image_size', '1e3'], ['--seed', '-2'],
+    ['--nan_policy', 'ignore'], ['--histogram_every', '-1'], ['--trace_step', '-7'], ['--dataset', '../etc'],
+    ['--depth'], ['--unknown_flag', '1'], ['positional_argument'], ['--model_dir', 'x', '--model_dir'],
+]
+
+
+def test_flag_fuzz_every_bad_value_gets_exit_2_one_line_and_no_files(tmp_path):
+    rng = random.Random(1)
+    cases = [[c] for c in BAD_FLAGS] + [rng.sample(BAD_FLAGS, 2) for _ in range(5)]
+    for case in cases:
+        args = [a for flag in case for a in flag]
+        result = run_cli('train', '--model_dir', tmp_path / 'run', *args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert 'Traceback' not in result.stderr, args
+        lines = error_lines(result.stderr)
+        assert len(lines) == 1 and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+        assert os.listdir(tmp_path) == [], args
+    for module, args in (('evaluate', ['--split', 'dev']), ('evaluate', ['--model_dir', tmp_path / 'none']),
+                         ('predict', ['--top_k', '0', '--model_dir', 'x', 'f.png']), ('predict', ['--json=maybe'])):
+        result = run_cli(module, *args, cwd=tmp_path)
+        assert result.returncode == 2 and len(error_lines(result.stderr)) == 1, (module, args, result.stderr)
+        assert os.listdir(tmp_path) == []
