@@ -35,6 +35,37 @@ TRAIN = dict(
     max_to_keep=5,
     seed=0,
     nan_policy='stop',       # stop: end the run at a NaN/Inf loss; skip: skip that update and go on
+    # Data sources (resnet_graph/data/): split, channels, augmentation, bad files, download.
+    validation_fraction=0.1,  # of each class of the training files (sets without a fixed split)
+    split_seed=20240601,      # the split's own seed, stored with the run so a resume keeps the split
+    channels=0,               # 0: the data's own; 1, 3, 4: convert gray <-> RGB, drop or add alpha
+    augment='none',           # none, cifar (pad-4 crop + flip), imagenet (random-resized crop + flip)
+    strict_data=False,        # a corrupt image is an error instead of being skipped
+    download=False,           # fetch mnist / fashion_mnist / cifar10 / cifar100 when missing
+    # Training recipe (resnet_graph/optim.py): optimizer, schedule, regularisers.
+    optimizer='adam',         # adam (legacy), momentum, adamw
+    momentum=0.9,             # of --optimizer momentum
+    nesterov=False,           # Nesterov momentum (needs --optimizer momentum)
+    adamw_weight_decay=0.01,  # decoupled decay of --optimizer adamw: kernel -= lr * this * kernel per step
+    schedule='exponential',   # exponential (legacy), piecewise, cosine
+    boundaries_epochs=[],     # piecewise: epochs where the rate changes, e.g. 91,136
+    lr_values=[],             # piecewise: one rate per piece; empty: learning_rate * learning_decay_rate ** i
+    warmup_epochs=0.0,        # linear warm-up over this many epochs, for any schedule
+    label_smoothing=0.0,
+    clip_gradient_norm=0.0,   # 0: no clipping
+    # Fine-tuning (resnet_graph/finetune.py): only when the run starts fresh.
+    warm_start_from='',       # a run directory or checkpoint to initialise from
+    warm_start_exclude=[],    # regexes of variable names left freshly initialised, e.g. head/
+    freeze_stages=0,          # stem + the first N stages are not trained
+    # Architecture variants (resnet_graph/variants.py); they change the graph's variables.
+    architecture='auto',      # imagenet, cifar (depth 6n+2), auto: imagenet for 18/34/50/101/152, else cifar
+    shortcut='auto',          # A (identity + zero channels), B (projection); auto: A for cifar, B for imagenet
+    resnet_version=1,         # 1: post-activation; 2: pre-activation (He et al. 2016)
+    stride_in='3x3',          # bottleneck stride in the 3x3 (v1.5) or the first 1x1 (v1)
+    width_multiplier=1.0,     # scales the blocks' inner widths (wide ResNets)
+    no_residual=False,        # the plain network: no shortcut additions
+    data_format='NHWC',       # NCHW needs a GPU
+    variant='standard',       # standard, keras (keras.applications layout), legacy (the legacy trainer's graph)
 )
 
 EVAL_BATCH_SIZE = 128

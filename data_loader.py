@@ -22,13 +22,17 @@ class DataLoader(object):
       data_dir: where that data set lives (unused by the embedded digits).
       image_size: side S of the square images the network sees.
       mean, std: per-channel normalisation; None computes them on the training split.
+      augment: the training pipeline's augmentation policy (``resnet_graph.data.augment``).
+      source_options: for ``load_source`` (validation_fraction, split_seed, channels, strict, download).
     """
 
-    def __init__(self, dataset=config.TRAIN['dataset'], data_dir='', image_size=config.height, mean=None, std=None):
-        self.source = load_source(dataset, data_dir)
+    def __init__(self, dataset=config.TRAIN['dataset'], data_dir='', image_size=config.height, mean=None, std=None,
+                 augment='none', **source_options):
+        self.source = load_source(dataset, data_dir, image_size=image_size, **source_options)
         self.image_size = image_size
+        self.augment = augment
         if mean is None or std is None:
-            mean, std = pipeline.channel_stats(self.source.fetch(self.train_ids)[0])
+            mean, std = self.source.channel_stats()
         self.mean, self.std = list(mean), list(std)
         self._preprocessor = None
 
@@ -72,5 +76,8 @@ class DataLoader(object):
     def train_dataset(self, batch_size, seed, start_step, end_step):
         """The shuffled, prefetched ``tf.data`` pipeline of training batches (see ``pipeline.train_dataset``)."""
         order = pipeline.EpochOrder(self.train_ids, batch_size, seed)
+        if hasattr(self.source, 'train_dataset'):  # a streamed source (tfrecord) brings its own pipeline
+            return self.source.train_dataset(order, start_step, end_step, self.image_size, self.mean, self.std,
+                                             augment=self.augment)
         return pipeline.train_dataset(self.source.fetch, order, start_step, end_step, self.image_size,
-                                      self.mean, self.std)
+                                      self.mean, self.std, augment=self.augment)

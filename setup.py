@@ -13,10 +13,13 @@ setup(
     py_modules=['config', 'data_loader'],
     package_data={'resnet_graph.data': ['digits.npz']},
     install_requires=['tensorflow>=2.16', 'numpy', 'absl-py'],
-    extras_require={'test': ['pytest', 'pillow'], 'tensorboard': ['tensorboard']},
+    extras_require={'test': ['pytest', 'pillow', 'matplotlib'], 'tensorboard': ['tensorboard'],
+                    'plot': ['matplotlib']},
     entry_points={'console_scripts': [
         'resnet-graph-train=resnet_graph.train:cli_main',
         'resnet-graph-evaluate=resnet_graph.evaluate:cli_main',
         'resnet-graph-predict=resnet_graph.predict:cli_main',
+        'resnet-graph-export=resnet_graph.export:cli_main',
+        'resnet-graph-plot=resnet_graph.plot:cli_main',
     ]},
 )

@@ -35,6 +35,108 @@ def define_train():
     flags.DEFINE_integer('seed', T['seed'], 'Seed of the initialisation and the data order.')
     flags.DEFINE_enum('nan_policy', T['nan_policy'], ['stop', 'skip'], 'At a NaN or Inf loss: stop the run '
                       '(nothing is saved after it) or skip that update and count it.')
+    define_data()
+    define_recipe()
+    define_architecture()
+
+
+def define_summary():
+    """Flags of resnet_graph.summary: the network's shape and its variants."""
+    from resnet_graph import variants
+    flags.DEFINE_integer('depth', 50, 'ResNet depth: 18, 34, 50, 101, 152, or 6n+2 (CIFAR-style).')
+    flags.DEFINE_integer('image_size', 224, 'Side of the square input images.')
+    flags.DEFINE_integer('channels', 3, 'Input channels.')
+    flags.DEFINE_integer('num_classes', 1000, 'Classes of the dense head.')
+    flags.DEFINE_boolean('json', False, 'Print one JSON document instead of the table.')
+    define_architecture(variants.DEFAULTS)
+
+
+def define_import_keras():
+    """Flags of resnet_graph.import_keras."""
+    flags.DEFINE_enum('model', None, ['resnet50', 'resnet101', 'resnet152'], 'Which keras.applications ResNet '
+                      'the file holds.')
+    flags.DEFINE_string('weights', None, 'The Keras file: .keras, .h5 (full model or weights) or .weights.h5.')
+    flags.DEFINE_string('model_dir', None, 'The run directory to write (must not hold a run).')
+    flags.DEFINE_integer('image_size', 224, 'Image side recorded for evaluate and predict (Keras: 224).')
+    flags.mark_flag_as_required('model')
+
+
+def define_architecture(defaults=T):
+    """The architecture-variant flags (train and summary); resnet_graph/variants.py says what each does."""
+    from resnet_graph import variants
+    flags.DEFINE_enum('architecture', defaults['architecture'], variants.ARCHITECTURES, 'imagenet (7x7 stem, '
+                      'four stages), cifar (depth 6n+2: 3x3 stem, stages of 16/32/64 filters) or auto (imagenet '
+                      'for 18/34/50/101/152, cifar for other 6n+2 depths).')
+    flags.DEFINE_enum('shortcut', defaults['shortcut'], variants.SHORTCUTS, 'Where a block changes shape: A '
+                      '(identity + zero channels) or B (1x1 projection); auto: A for cifar, B for imagenet.')
+    flags.DEFINE_integer('resnet_version', defaults['resnet_version'], '1: post-activation; 2: pre-activation '
+                         '(BN-ReLU before each conv).')
+    flags.DEFINE_enum('stride_in', defaults['stride_in'], variants.STRIDE_IN, 'Bottleneck stride in the first 1x1 '
+                      '(v1) or in the 3x3 (v1.5).')
+    flags.DEFINE_float('width_multiplier', defaults['width_multiplier'], 'Scales the inner widths of the blocks '
+                       '(wide ResNets; 2 with depth 50 is wide_resnet50_2).')
+    flags.DEFINE_boolean('no_residual', defaults['no_residual'], 'The plain network: the same convolutions '
+                         'without shortcut additions.')
+    flags.DEFINE_enum('data_format', defaults['data_format'], variants.DATA_FORMATS, 'Layout inside the network; '
+                      'NCHW needs a GPU.')
+    flags.DEFINE_enum('variant', defaults['variant'], variants.VARIANTS, 'standard; keras (the layout of '
+                      'keras.applications ResNets, for imported weights); legacy (the legacy trainer\'s graph and '
+                      'variable names, to restore its checkpoints).')
+
+
+def define_data():
+    """The data-source flags of train (resnet_graph/data/)."""
+    flags.DEFINE_float('validation_fraction', T['validation_fraction'], 'Fraction of each class of the training '
+                       'files held out for validation (data sets without a fixed split).')
+    flags.DEFINE_integer('split_seed', T['split_seed'], 'Seed of the validation split (kept by a resumed run).')
+    flags.DEFINE_integer('channels', T['channels'], 'Image channels the network sees: 1, 3 or 4; 0 keeps the '
+                         "data set's own.")
+    flags.DEFINE_enum('augment', T['augment'], ['none', 'cifar', 'imagenet'], 'Training augmentation: cifar '
+                      '(pad 4 + random crop + flip) or imagenet (random-resized crop + flip).')
+    flags.DEFINE_boolean('strict_data', T['strict_data'], 'A corrupt image is an error (default: skipped, counted).')
+    flags.DEFINE_boolean('download', T['download'], 'Download mnist, fashion_mnist, cifar10 or cifar100 into '
+                         '--data_dir (default: the cache directory) when missing.')
+
+
+class _FloatListParser(flags.ListParser):
+    """Comma-separated numbers -> a list of floats (a bad number is a flag error: exit 2)."""
+
+    def parse(self, argument):
+        values = super().parse(argument)
+        try:
+            return [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError('expected comma-separated numbers, got %r' % (argument,))
+
+
+def _define_float_list(name, default, help_text):
+    flags.DEFINE(_FloatListParser(), name, default, help_text, serializer=flags.CsvListSerializer(','))
+
+
+def define_recipe():
+    """The training-recipe and fine-tuning flags of train (resnet_graph/optim.py, finetune.py)."""
+    flags.DEFINE_enum('optimizer', T['optimizer'], ['adam', 'momentum', 'adamw'], 'adam (legacy default), '
+                      'momentum (SGD with momentum) or adamw (Adam + decoupled weight decay on kernels).')
+    flags.DEFINE_float('momentum', T['momentum'], 'Momentum of --optimizer momentum.')
+    flags.DEFINE_boolean('nesterov', T['nesterov'], 'Nesterov momentum (needs --optimizer momentum).')
+    flags.DEFINE_float('adamw_weight_decay', T['adamw_weight_decay'], 'Decoupled decay of --optimizer adamw: '
+                       'kernel -= lr * this * kernel each step (in addition to the L2 --weight_decay).')
+    flags.DEFINE_enum('schedule', T['schedule'], ['exponential', 'piecewise', 'cosine'], 'Learning-rate '
+                      'schedule: exponential (legacy), piecewise (--boundaries_epochs) or cosine (over the run).')
+    _define_float_list('boundaries_epochs', T['boundaries_epochs'], 'Piecewise: epochs at which the rate '
+                       'changes, comma-separated and increasing, e.g. 91,136.')
+    _define_float_list('lr_values', T['lr_values'], 'Piecewise: the rate of each piece (one more than the '
+                       'boundaries); default: learning_rate * learning_decay_rate ** i.')
+    flags.DEFINE_float('warmup_epochs', T['warmup_epochs'], 'Linear learning-rate warm-up over this many epochs.')
+    flags.DEFINE_float('label_smoothing', T['label_smoothing'], 'Label smoothing of the training loss, in [0, 1).')
+    flags.DEFINE_float('clip_gradient_norm', T['clip_gradient_norm'], 'Clip the gradients to this global norm; '
+                       '0: no clipping.')
+    flags.DEFINE_string('warm_start_from', T['warm_start_from'], 'Initialise a fresh run from this run directory '
+                        'or checkpoint (ignored when the run resumes).')
+    flags.DEFINE_list('warm_start_exclude', T['warm_start_exclude'], 'Comma-separated regexes of variable names '
+                      'not taken from --warm_start_from (e.g. head/ for a new classifier).')
+    flags.DEFINE_integer('freeze_stages', T['freeze_stages'], 'Do not train the stem and the first N stages '
+                         '(their BN statistics stay too).')
 
 
 def define_restore():
@@ -51,3 +153,33 @@ def define_evaluate():
 def define_predict():
     define_restore()
     flags.DEFINE_integer('top_k', 3, 'Classes listed per file.')
+
+
+def define_export():
+    define_restore()
+    flags.DEFINE_enum('format', None, ['saved_model', 'frozen_graph'], 'saved_model: a SavedModel directory; '
+                      'frozen_graph: one GraphDef .pb with the variables folded into constants.')
+    flags.DEFINE_string('out', None, 'Where to write it (a SavedModel directory must not exist yet).')
+
+
+def define_plot():
+    flags.DEFINE_multi_string('model_dir', None, 'Run directory; repeat it to compare runs on one figure.')
+    flags.DEFINE_string('out', 'curves.png', 'The figure (PNG) to write.')
+
+
+def define_benchmark():
+    flags.DEFINE_integer('depth', 50, 'ResNet depth: 18, 34, 50, 101 or 152.')
+    flags.DEFINE_integer('image_size', 32, 'Side of the square input images.')
+    flags.DEFINE_integer('batch_size', 128, 'Batch size.')
+    flags.DEFINE_integer('channels', 3, 'Input channels of the synthetic images.')
+    flags.DEFINE_integer('num_classes', 10, 'Classes of the synthetic labels.')
+    flags.DEFINE_enum('mode', 'train', ['train', 'infer'], 'Time training steps or inference.')
+    flags.DEFINE_enum('data', 'synthetic', ['synthetic', 'real'], 'synthetic: random tensors held in the graph; '
+                      'real: --dataset through the training pipeline (ours only).')
+    flags.DEFINE_string('dataset', 'digits', 'The data set of --data real.')
+    flags.DEFINE_string('data_dir', '', 'Where that data set lives.')
+    flags.DEFINE_integer('steps', 10, 'Timed steps (the median is reported).')
+    flags.DEFINE_integer('warmup', 3, 'Untimed steps first.')
+    flags.DEFINE_enum('compare', '', ['', 'keras'], 'Also time the equivalent Keras model.')
+    flags.DEFINE_enum('xla', 'off', ['off', 'on'], 'XLA auto-clustering of our graph.')
+    flags.DEFINE_boolean('json', False, 'Print one JSON object.')

@@ -6,7 +6,8 @@ import config
 from data_loader import DataLoader
 from resnet_graph import summaries
 from resnet_graph.cli import UsageError
-from resnet_graph.model import ResNet
+from resnet_graph.data.source import source_options
+from resnet_graph.model import ResNet, check_data_format
 from resnet_graph.run_dir import RunDir
 
 v1 = tf.compat.v1
@@ -51,6 +52,23 @@ def check_checkpoint(path, variables):
                                    ' ...' if len(problems) > 5 else ''))
 
 
+def find_checkpoint(run, which):
+    """RunDir, 'best' | 'latest' | a checkpoint path -> an existing checkpoint prefix; UsageError when there is none."""
+    path = run.resolve_checkpoint(which)
+    if not path or not tf.io.gfile.exists(path + '.index'):
+        raise UsageError('no %s checkpoint in %s; use --checkpoint best, latest or a checkpoint path'
+                         % (which, run.path))
+    return path
+
+
+def restore(session, checkpoint):
+    """Restores every global variable of ``session.graph`` from ``checkpoint``, after checking that they fit."""
+    with session.graph.as_default():
+        variables = v1.global_variables()
+        check_checkpoint(checkpoint, variables)
+        v1.train.Saver(variables).restore(session, checkpoint)
+
+
 class RestoredRun(object):
     """A run's network rebuilt in its own graph with a checkpoint restored.
 
@@ -61,19 +79,19 @@ class RestoredRun(object):
     def __init__(self, model_dir, checkpoint='best'):
         self.run = RunDir(model_dir)
         self.config = self.run.require_config()
-        self.checkpoint = self.run.resolve_checkpoint(checkpoint)
-        if not self.checkpoint or not tf.io.gfile.exists(self.checkpoint + '.index'):
-            raise UsageError('no %s checkpoint in %s; use --checkpoint best, latest or a checkpoint path'
-                             % (checkpoint, model_dir))
+        self.checkpoint = find_checkpoint(self.run, checkpoint)
         cfg = self.config
-        self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg['mean'], cfg['std'])
+        try:
+            check_data_format(cfg.get('data_format', 'NHWC'))
+        except ValueError as e:
+            raise UsageError('%s was trained with %s' % (model_dir, e))
+        self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg['mean'], cfg['std'],
+                                 **source_options(cfg))
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.model = ResNet.from_config(cfg, training=False)
-            check_checkpoint(self.checkpoint, v1.global_variables())
-            saver = v1.train.Saver()
-            self.session = v1.Session(graph=self.graph)
-            saver.restore(self.session, self.checkpoint)
+        self.session = v1.Session(graph=self.graph)
+        restore(self.session, self.checkpoint)
 
     def evaluate(self, split):
         return evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split])

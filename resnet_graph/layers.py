@@ -24,25 +24,29 @@ def he_normal():
     return v1.variance_scaling_initializer(scale=2.0, mode='fan_out', distribution='untruncated_normal')
 
 
-def _pads(size, kernel, stride):
-    """Symmetric-as-possible padding (before, after) and output size of one axis.
+def _pads(size, kernel, stride, padding='fixed'):
+    """Padding (before, after) and output size of one axis.
 
-    Stride 1 pads like SAME; larger strides pad ``kernel // 2`` before, like
-    torchvision and the official TF ResNet's fixed padding, so the result does
-    not depend on whether the input size is even.
+    'fixed' (resnet_graph's): stride 1 pads like SAME; larger strides pad
+    ``kernel // 2`` before, like torchvision and the official TF ResNet's fixed
+    padding, so the result does not depend on whether the input size is even.
+    'SAME' and 'VALID' are TensorFlow's (the legacy trainer's and Keras's).
     """
-    if stride == 1:
-        total = kernel - 1
-        before = total // 2
-        return before, total - before, size
+    if padding == 'VALID':
+        return 0, 0, (size - kernel) // stride + 1
+    if stride == 1 or padding == 'SAME':
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        return total // 2, total - total // 2, out
     before = kernel // 2
     out = (size + 2 * before - kernel) // stride + 1
     after = max((out - 1) * stride + kernel - size - before, 0)
     return before, after, out
 
 
-def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=True):
-    """2-D convolution, NHWC.
+def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=True, padding='fixed',
+           data_format='NHWC'):
+    """2-D convolution, NHWC (or NCHW, where everything below reads [N, C, H, W]).
 
     Args:
       x: float tensor [N, H, W, C_in], static C_in (H, W may be unknown: then
@@ -53,8 +57,10 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
       name: variable scope; holds ``kernel`` [k, k, C_in, C_out] (and ``bias``).
       use_bias: add a bias [C_out] (plain ResNets put batch norm after instead).
       fast: take the exact shape-aware form below; False always uses Conv2D.
+      padding: 'fixed' (see ``_pads``), 'SAME' or 'VALID'.
+      data_format: 'NHWC', or 'NCHW' (always Conv2D: it runs on GPUs only).
     Returns:
-      [N, H_out, W_out, C_out], H_out = ceil(H / s) for the paddings used here.
+      [N, H_out, W_out, C_out], H_out = ceil(H / s) for 'fixed' and 'SAME'.
 
     Shape-aware forms (same arithmetic, so the same outputs within float
     rounding): a 1x1 convolution is a strided slice + matrix multiply; a
@@ -63,13 +69,17 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
     padding are dropped, so a 3x3 on a 1x1 map is its centre tap) + one matrix
     multiply.
     """
+    if data_format == 'NCHW':
+        return _conv_nchw(x, filters, kernel_size, stride, name, use_bias, padding)
     _, height, width, in_channels = x.shape.as_list()
     with v1.variable_scope(name):
         kernel = v1.get_variable('kernel', [kernel_size, kernel_size, in_channels, filters], initializer=he_normal())
         if height is None or width is None:
-            return _bias(_unknown_size_conv(x, kernel, stride), filters, use_bias)
-        top, bottom, out_h = _pads(height, kernel_size, stride)
-        left, right, out_w = _pads(width, kernel_size, stride)
+            y = (_unknown_size_conv(x, kernel, stride) if padding == 'fixed'
+                 else tf.nn.conv2d(x, kernel, strides=stride, padding=padding))
+            return _bias(y, filters, use_bias)
+        top, bottom, out_h = _pads(height, kernel_size, stride, padding)
+        left, right, out_w = _pads(width, kernel_size, stride, padding)
         if fast and kernel_size == 1:
             y = _matmul_nhwc(x[:, ::stride, ::stride, :], tf.reshape(kernel, [in_channels, filters]))
         elif fast and out_h * out_w <= SMALL_MAP_POSITIONS:
@@ -84,11 +94,24 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
         return _bias(y, filters, use_bias)
 
 
-def _bias(y, filters, use_bias):
+def _bias(y, filters, use_bias, data_format='NHWC'):
     if not use_bias:
         return y
     bias = v1.get_variable('bias', [filters], initializer=v1.zeros_initializer())
-    return tf.nn.bias_add(y, bias)
+    return tf.nn.bias_add(y, bias, data_format=data_format)
+
+
+def _conv_nchw(x, filters, kernel_size, stride, name, use_bias, padding):
+    """conv2d for NCHW ``x`` [N, C, H, W] (static H, W): explicit pads + Conv2D; same variables as NHWC."""
+    _, in_channels, height, width = x.shape.as_list()
+    with v1.variable_scope(name):
+        kernel = v1.get_variable('kernel', [kernel_size, kernel_size, in_channels, filters], initializer=he_normal())
+        top, bottom, _ = _pads(height, kernel_size, stride, padding)
+        left, right, _ = _pads(width, kernel_size, stride, padding)
+        if any((top, bottom, left, right)):
+            x = tf.pad(x, [[0, 0], [0, 0], [top, bottom], [left, right]])
+        y = tf.nn.conv2d(x, kernel, strides=[1, 1, stride, stride], padding='VALID', data_format='NCHW')
+        return _bias(y, filters, use_bias, 'NCHW')
 
 
 def _unknown_size_conv(x, kernel, stride):
@@ -133,8 +156,8 @@ def _patch_conv(x, kernel, stride, pads, out_size):
     return _matmul_nhwc(patches, matrix)
 
 
-def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=False):
-    """Fused batch normalisation over the channel axis of NHWC ``x``.
+def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=False, data_format='NHWC'):
+    """Fused batch normalisation over the channel axis of NHWC (or NCHW) ``x``.
 
     Args:
       x: [N, H, W, C] float32.
@@ -148,7 +171,7 @@ def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=Fal
     Returns:
       [N, H, W, C].
     """
-    channels = x.shape[-1]
+    channels = x.shape[1 if data_format == 'NCHW' else -1]
     with v1.variable_scope(name):
         gamma = v1.get_variable('gamma', [channels],
                                 initializer=v1.zeros_initializer() if zero_init else v1.ones_initializer())
@@ -160,11 +183,11 @@ def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=Fal
                                      trainable=False, collections=stat_collections)
 
         def train_branch():
-            return v1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)
+            return v1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True, data_format=data_format)
 
         def infer_branch():
             y, _, _ = v1.nn.fused_batch_norm(x, gamma, beta, mean=moving_mean, variance=moving_var,
-                                             epsilon=epsilon, is_training=False)
+                                             epsilon=epsilon, is_training=False, data_format=data_format)
             return y, tf.identity(moving_mean), tf.identity(moving_var)
 
         if training is False:
@@ -183,20 +206,23 @@ def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=Fal
         return y
 
 
-def dense(x, units, name='dense'):
-    """Fully connected layer: [N, D] -> [N, units], variables ``kernel`` [D, units] and ``bias``."""
+def dense(x, units, name='dense', initializer=None):
+    """Fully connected layer: [N, D] -> [N, units], variables ``kernel`` [D, units] and ``bias``.
+
+    initializer: of the kernel; None is Glorot uniform.
+    """
     with v1.variable_scope(name):
         kernel = v1.get_variable('kernel', [x.shape[-1], units],
-                                 initializer=v1.variance_scaling_initializer(1.0, 'fan_avg', 'uniform'))
+                                 initializer=initializer or v1.variance_scaling_initializer(1.0, 'fan_avg', 'uniform'))
         bias = v1.get_variable('bias', [units], initializer=v1.zeros_initializer())
         return tf.nn.bias_add(tf.matmul(x, kernel), bias)
 
 
-def max_pool(x, size=3, stride=2, name='max_pool'):
-    """Max pooling [N, H, W, C] -> [N, ceil(H/stride), ceil(W/stride), C] (SAME)."""
-    return tf.nn.max_pool2d(x, size, stride, 'SAME', name=name)
+def max_pool(x, size=3, stride=2, name='max_pool', padding='SAME', data_format='NHWC'):
+    """Max pooling [N, H, W, C] -> [N, ceil(H/stride), ceil(W/stride), C] (SAME; VALID: floor((H-size)/stride)+1)."""
+    return tf.nn.max_pool2d(x, size, stride, padding, data_format=data_format, name=name)
 
 
-def global_avg_pool(x, name='global_avg_pool'):
-    """Mean over the spatial axes: [N, H, W, C] -> [N, C]."""
-    return tf.reduce_mean(x, axis=[1, 2], name=name)
+def global_avg_pool(x, name='global_avg_pool', data_format='NHWC'):
+    """Mean over the spatial axes: [N, H, W, C] (or [N, C, H, W]) -> [N, C]."""
+    return tf.reduce_mean(x, axis=[2, 3] if data_format == 'NCHW' else [1, 2], name=name)

@@ -14,34 +14,35 @@ import re
 import tensorflow as tf
 
 from resnet_graph import layers
+from resnet_graph import variants
 
 v1 = tf.compat.v1
 
-# depth -> (block kind, blocks per stage)
-STAGES = {
-    18: ('basic', (2, 2, 2, 2)),
-    34: ('basic', (3, 4, 6, 3)),
-    50: ('bottleneck', (3, 4, 6, 3)),
-    101: ('bottleneck', (3, 4, 23, 3)),
-    152: ('bottleneck', (3, 8, 36, 3)),
-}
-STAGE_WIDTHS = (64, 128, 256, 512)
-BOTTLENECK_EXPANSION = 4
+# depth -> (block kind, blocks per stage) of the ImageNet-style ResNets; the
+# CIFAR-style ones and the other variants are in ``variants``.
+STAGES = variants.IMAGENET_STAGES
+STAGE_WIDTHS = variants.IMAGENET_WIDTHS
+BOTTLENECK_EXPANSION = variants.BOTTLENECK_EXPANSION
 POOLINGS = (None, 'avg', 'max')
 
 
-def check_depth(depth):
+def check_depth(depth, architecture='auto'):
     """Raises ValueError naming the valid depths when ``depth`` is not one of them."""
-    if depth not in STAGES:
-        raise ValueError('depth %r is not supported; valid depths: %s'
-                         % (depth, ', '.join(str(d) for d in sorted(STAGES))))
+    variants.resolve(depth, architecture)
+
+
+def check_data_format(data_format):
+    """Raises ValueError unless this machine can run ``data_format`` (NCHW convolutions need a GPU)."""
+    if data_format == 'NCHW' and not tf.config.list_physical_devices('GPU'):
+        raise ValueError('data_format=NCHW needs a GPU and this machine has none (TensorFlow runs NCHW '
+                         'convolutions on GPUs only); use NHWC')
 
 
 class ResNet(object):
     """Builds a ResNet in the current default graph.
 
     Args:
-      depth: 18, 34 (basic blocks) or 50, 101, 152 (bottlenecks).
+      depth: 18, 34 (basic blocks) or 50, 101, 152 (bottlenecks); 6n+2 for CIFAR-style.
       num_classes: width of the logits (``classes`` is the keras.applications spelling of it).
       height, width, channels: the input image shape (``input_shape=(H, W, C)`` likewise;
         H and W may be None for a placeholder of any size).
@@ -67,6 +68,9 @@ class ResNet(object):
       bn_momentum: decay of the batch-norm moving averages per step.
       zero_init_residual: start the last BN gamma of every block at 0.
       fast_conv: use the exact shape-aware convolutions of ``layers.conv2d``.
+      architecture, shortcut, resnet_version, stride_in, width_multiplier,
+      no_residual, data_format, variant: the variants (``resnet_graph/variants.py``
+        says what each does; ``self.spec`` holds them resolved).
 
     Attributes (tensors): input_x [N,H,W,C], endpoints (dict 'stem', 'stage1'..
     'stage4' -> feature maps), features, and with include_top: input_y [N]
@@ -82,8 +86,11 @@ class ResNet(object):
     def __init__(self, depth=50, num_classes=10, height=32, width=32, channels=1, input_tensor=None,
                  label_tensor=None, training=None, include_top=True, pooling=None, weights=None,
                  weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=0.9,
-                 zero_init_residual=True, fast_conv=True, classes=None, input_shape=None):
-        check_depth(depth)
+                 zero_init_residual=True, fast_conv=True, classes=None, input_shape=None, architecture='auto',
+                 shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0, no_residual=False,
+                 data_format='NHWC', variant='standard'):
+        self.spec = variants.resolve(depth, architecture, shortcut, resnet_version, stride_in, width_multiplier,
+                                     no_residual, data_format, variant)
         if classes is not None:
             if not include_top:
                 raise ValueError('classes=%r needs include_top=True (there is no classifier without the top)'
@@ -98,7 +105,8 @@ class ResNet(object):
         self.depth = depth
         self.num_classes = num_classes
         self.include_top = include_top
-        self.block_kind, self.num_blocks = STAGES[depth]
+        self.block_kind, self.num_blocks = self.spec.block_kind, self.spec.num_blocks
+        self.data_format = data_format
         self.weight_decay = weight_decay
         self.bn_momentum = bn_momentum
         self.zero_init_residual = zero_init_residual
@@ -122,7 +130,7 @@ class ResNet(object):
                 self.logits = tf.identity(self.head(features), name='logits')
             elif pooling:
                 features = (tf.reduce_mean if pooling == 'avg' else tf.reduce_max)(
-                    features, axis=[1, 2], name='%s_pool' % pooling)
+                    features, axis=self._spatial_axes, name='%s_pool' % pooling)
         self.features = features
         self.update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS)[updates_before:]
         self.trainable_variables = [v for v in self.variables if v.trainable]
@@ -136,6 +144,7 @@ class ResNet(object):
     def from_config(cls, cfg, **kwargs):
         """Builds the network a run's configuration (``config.json``) describes; kwargs as for __init__."""
         size = cfg['image_size']
+        kwargs = dict(variants.from_config(cfg), **kwargs)
         return cls(cfg['depth'], cfg['num_classes'], size, size, cfg['channels'], weight_decay=cfg['weight_decay'],
                    bn_momentum=cfg['bn_momentum'], **kwargs)
 
@@ -207,58 +216,143 @@ class ResNet(object):
 
     # -- network -----------------------------------------------------------------
 
+    @property
+    def _spatial_axes(self):
+        return [2, 3] if self.data_format == 'NCHW' else [1, 2]
+
     def backbone(self, x):
-        """Stem and the four stages: [N, H, W, C] -> [N, H/32, W/32, 512 or 2048]."""
+        """Stem and the residual stages: [N, H, W, C] -> the last feature map.
+
+        ImageNet-style [N, H/32, W/32, 512 or 2048], CIFAR-style [N, H/4, W/4, 64]
+        (times width_multiplier where it applies); [N, C, h, w] with data_format='NCHW'.
+        """
+        if self.data_format == 'NCHW':
+            x = tf.transpose(x, [0, 3, 1, 2], name='to_nchw')
+        if self.spec.variant == 'legacy':
+            from resnet_graph import legacy
+            return legacy.backbone(self, x)
         with v1.variable_scope('stem'):
-            x = self._conv_bn(x, 64, 7, 2, 'conv', 'bn')
-            x = tf.nn.relu(x)
-            x = layers.max_pool(x)
+            x = self.stem(x)
         self.endpoints['stem'] = x
-        return self.stack_block(x)
+        x = self.stack_block(x)
+        if self.spec.resnet_version == 2:  # the last block's sum is not normalised yet
+            with v1.variable_scope('post_norm'):
+                x = tf.nn.relu(self._bn(x, 'bn'))
+        return x
+
+    def stem(self, x):
+        """ImageNet-style: 7x7/2 conv (+ BN-ReLU in v1) + 3x3/2 max-pool; CIFAR-style: 3x3 conv (+ BN-ReLU in v1)."""
+        spec = self.spec
+        post_activation = spec.resnet_version == 1
+        if spec.architecture == 'cifar':
+            x = self._conv(x, spec.stem_width, 3, 1, 'conv')
+            return tf.nn.relu(self._bn(x, 'bn')) if post_activation else x
+        if spec.variant == 'keras':  # ZeroPadding2D(3) + VALID 7x7/2; ZeroPadding2D(1) + VALID 3x3/2 max-pool
+            x = tf.nn.relu(self._bn(self._conv(self._zero_pad(x, 3), 64, 7, 2, 'conv', padding='VALID'), 'bn'))
+            return layers.max_pool(self._zero_pad(x, 1), padding='VALID', data_format=self.data_format)
+        x = self._conv(x, spec.stem_width, 7, 2, 'conv')
+        if post_activation:
+            x = tf.nn.relu(self._bn(x, 'bn'))
+        return layers.max_pool(x, data_format=self.data_format)
 
     def stack_block(self, x):
-        """The four residual stages: [N, H, W, 64] -> [N, H/8, W/8, 512 or 2048]."""
+        """The residual stages: [N, H, W, C_stem] -> [N, H/8, W/8, C_out] (ImageNet-style; CIFAR-style H/4)."""
         block = self.bottleneck_block if self.block_kind == 'bottleneck' else self.basic_block
-        for stage, (blocks, width) in enumerate(zip(self.num_blocks, STAGE_WIDTHS)):
+        spec = self.spec
+        for stage, (blocks, inner, out) in enumerate(zip(spec.num_blocks, spec.inner_widths, spec.out_widths)):
             with v1.variable_scope('stage%d' % (stage + 1)):
                 for index in range(blocks):
                     with v1.variable_scope('block%d' % index):
-                        x = block(x, width, 2 if stage > 0 and index == 0 else 1)
+                        x = block(x, inner, out, 2 if stage > 0 and index == 0 else 1)
                 self.endpoints['stage%d' % (stage + 1)] = x = tf.identity(x, name='output')
         return x
 
     def head(self, x):
         """Global average pooling + dense: [N, h, w, C] -> logits [N, num_classes]."""
+        if self.spec.variant == 'legacy':
+            from resnet_graph import legacy
+            return legacy.head(self, x)
         with v1.variable_scope('head'):
-            x = layers.global_avg_pool(x)
+            x = layers.global_avg_pool(x, data_format=self.data_format)
             return layers.dense(x, self.num_classes)
 
-    def basic_block(self, x, width, stride):
-        """Two 3x3 convolutions; output channels ``width``."""
-        shortcut = self._shortcut(x, width, stride)
-        y = tf.nn.relu(self._conv_bn(x, width, 3, stride, 'conv1', 'bn1'))
-        y = self._conv_bn(y, width, 3, 1, 'conv2', 'bn2', zero_init=self.zero_init_residual)
-        return tf.nn.relu(y + shortcut)
+    def basic_block(self, x, inner, out, stride):
+        """Two 3x3 convolutions (``inner`` = ``out`` channels), the first carrying the stride."""
+        return self._block(x, [(inner, 3, stride), (out, 3, 1)], out, stride)
 
-    def bottleneck_block(self, x, width, stride):
-        """1x1 reduce, 3x3 (carrying the stride, as in v1.5), 1x1 expand; output 4 * ``width``."""
-        out = width * BOTTLENECK_EXPANSION
-        shortcut = self._shortcut(x, out, stride)
-        y = tf.nn.relu(self._conv_bn(x, width, 1, 1, 'conv1', 'bn1'))
-        y = tf.nn.relu(self._conv_bn(y, width, 3, stride, 'conv2', 'bn2'))
-        y = self._conv_bn(y, out, 1, 1, 'conv3', 'bn3', zero_init=self.zero_init_residual)
-        return tf.nn.relu(y + shortcut)
+    def bottleneck_block(self, x, inner, out, stride):
+        """1x1 reduce to ``inner``, 3x3, 1x1 expand to ``out``; the stride in the 3x3 (v1.5) or the first 1x1 (v1)."""
+        first, middle = (stride, 1) if self.spec.stride_in == '1x1' else (1, stride)
+        return self._block(x, [(inner, 1, first), (inner, 3, middle), (out, 1, 1)], out, stride)
 
-    def _shortcut(self, x, out, stride):
-        """Identity, or a 1x1 projection + BN where the shape changes."""
-        if stride == 1 and x.shape[-1] == out:
+    def _block(self, x, convs, out, stride):
+        """One residual block: [N, H, W, C] -> [N, H/stride, W/stride, out].
+
+        convs: (filters, kernel size, stride) of conv1, conv2, ...
+        v1: conv-BN-ReLU each, the last without ReLU, + shortcut, ReLU.
+        v2: BN-ReLU-conv each (bn<i> before conv<i>), + shortcut, no ReLU.
+        The sum is the op ``residual`` (absent with no_residual).
+        """
+        if self.spec.resnet_version == 2:
+            preact = tf.nn.relu(self._bn(x, 'bn1'))
+            shortcut = self._shortcut(x, preact, out, stride)
+            y = preact
+            for i, (filters, size, step) in enumerate(convs, 1):
+                if i > 1:
+                    y = tf.nn.relu(self._bn(y, 'bn%d' % i))
+                y = self._conv(y, filters, size, step, 'conv%d' % i)
+            return y if shortcut is None else tf.add(y, shortcut, name='residual')
+        shortcut = self._shortcut(x, x, out, stride)
+        y = x
+        for i, (filters, size, step) in enumerate(convs, 1):
+            last = i == len(convs)
+            y = self._bn(self._conv(y, filters, size, step, 'conv%d' % i), 'bn%d' % i,
+                         zero_init=last and self.zero_init_residual)
+            y = y if last else tf.nn.relu(y)
+        if shortcut is not None:
+            y = tf.add(y, shortcut, name='residual')
+        return tf.nn.relu(y)
+
+    def _shortcut(self, x, source, out, stride):
+        """The block's shortcut, or None with no_residual.
+
+        The identity ``x`` where the shape stays; else option A (``x``
+        subsampled + zero channels, no parameters) or B (1x1 projection of
+        ``source`` + BN; v2 projects the pre-activation, without BN).
+        """
+        spec = self.spec
+        if spec.no_residual:
+            return None
+        channels = x.shape[1 if self.data_format == 'NCHW' else -1]
+        if stride == 1 and channels == out:
             return x
+        if spec.shortcut == 'A':
+            return self._zero_pad_shortcut(x, out, stride)
         with v1.variable_scope('shortcut'):
-            return self._conv_bn(x, out, 1, stride, 'conv', 'bn')
+            y = self._conv(source, out, 1, stride, 'conv')
+            return y if spec.resnet_version == 2 else self._bn(y, 'bn')
 
-    def _conv_bn(self, x, filters, kernel_size, stride, conv_name, bn_name, zero_init=False):
-        x = layers.conv2d(x, filters, kernel_size, stride, name=conv_name, fast=self.fast_conv)
-        return layers.batch_norm(x, self._training, name=bn_name, momentum=self.bn_momentum, zero_init=zero_init)
+    def _zero_pad_shortcut(self, x, out, stride):
+        """Option A: [N, H, W, C] -> [N, H/stride, W/stride, out], the new channels zero."""
+        nchw = self.data_format == 'NCHW'
+        with tf.name_scope('shortcut'):
+            if stride > 1:  # the positions a strided 1x1 convolution would read
+                x = x[:, :, ::stride, ::stride] if nchw else x[:, ::stride, ::stride, :]
+            extra = out - x.shape[1 if nchw else -1]
+            return tf.pad(x, [[0, 0], [0, extra], [0, 0], [0, 0]] if nchw else [[0, 0], [0, 0], [0, 0], [0, extra]])
+
+    def _zero_pad(self, x, pad):
+        """``pad`` zeros on each side of both spatial axes (Keras's ZeroPadding2D)."""
+        spatial = [[pad, pad], [pad, pad]]
+        return tf.pad(x, [[0, 0], [0, 0]] + spatial if self.data_format == 'NCHW' else [[0, 0]] + spatial + [[0, 0]])
+
+    def _conv(self, x, filters, kernel_size, stride, name, padding='fixed'):
+        return layers.conv2d(x, filters, kernel_size, stride, name=name, use_bias=self.spec.conv_bias,
+                             fast=self.fast_conv, padding=padding, data_format=self.data_format)
+
+    def _bn(self, x, name, zero_init=False):
+        return layers.batch_norm(x, self._training, name=name, momentum=self.bn_momentum,
+                                 epsilon=self.spec.bn_epsilon, zero_init=zero_init, data_format=self.data_format)
 
     # -- outputs -------------------------------------------------------------------
 

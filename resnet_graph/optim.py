@@ -1,33 +1,186 @@
-"""Learning-rate schedule and optimizer: exponential-decay Adam, as the legacy trainer had."""
+"""Learning-rate schedules, optimizers and the train op, all on ``tf.compat.v1`` ops.
+
+Schedules (``--schedule``), all functions of the absolute global step:
+- exponential (default, as the legacy trainer): lr * decay_rate ** floor(step / decay_steps);
+- piecewise: ``values[i]`` from the first step at or after boundary ``i`` (boundaries
+  given in epochs, so ``--boundaries_epochs 91`` decays from the first step of epoch 92);
+- cosine: lr * (1 + cos(pi * t)) / 2, t going from 0 at the end of the warm-up to 1 at
+  the run's total step count (the last update gets a small positive rate).
+Linear warm-up (``--warmup_epochs``) multiplies any of them by min(1, (step + 1) / W)
+over the first W steps, so the first update is never 0 and step W - 1 reaches the schedule.
+
+Optimizers (``--optimizer``): adam (default), momentum (optionally Nesterov), adamw.
+AdamW is Adam plus decoupled weight decay (Loshchilov & Hutter 2019), applied as an
+explicit ``kernel -= lr * adamw_weight_decay * kernel`` on the conv and dense kernels
+only, before Adam's update in the same step (as torch.optim.AdamW). It is independent of
+the L2 ``--weight_decay`` term in the loss (which Adam rescales): both apply when both
+are set; pure AdamW is ``--optimizer adamw --weight_decay 0``.
+"""
+import math
+
 import tensorflow as tf
 
 v1 = tf.compat.v1
 
-
-def exponential_decay(learning_rate, decay_rate, decay_steps, global_step, staircase=True):
-    """lr(step) = learning_rate * decay_rate ** (step / decay_steps), floored when staircase: a scalar tensor."""
-    return v1.train.exponential_decay(learning_rate, global_step, decay_steps, decay_rate,
-                                      staircase=staircase, name='learning_rate')
+OPTIMIZERS = ('adam', 'momentum', 'adamw')
+SCHEDULES = ('exponential', 'piecewise', 'cosine')
 
 
-def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False):
-    """Adam on ``loss`` with the batch-norm updates run in the same step.
+def piecewise_constant(boundaries, values, global_step):
+    """``values[i]`` for boundaries[i-1] <= step < boundaries[i] (steps, increasing): a float32 scalar.
+
+    Unlike tf.compat.v1.train.piecewise_constant, the step equal to a boundary
+    already takes the next value, as the exponential staircase does.
+    """
+    if len(values) != len(boundaries) + 1:
+        raise ValueError('values needs len(boundaries) + 1 = %d entries, got %d'
+                         % (len(boundaries) + 1, len(values)))
+    step = tf.cast(global_step, tf.int64)
+    passed = tf.cast(step >= tf.constant(list(boundaries), tf.int64, shape=[len(boundaries)]), tf.int32)
+    return tf.gather(tf.constant(values, tf.float32), tf.reduce_sum(passed))
+
+
+def cosine_decay(learning_rate, start, end, global_step):
+    """learning_rate * (1 + cos(pi * t)) / 2 with t = (step - start) / (end - start) clipped to [0, 1]."""
+    span = float(max(end - start, 1))
+    t = tf.clip_by_value((tf.cast(global_step, tf.float32) - float(start)) / span, 0.0, 1.0)
+    return learning_rate * 0.5 * (1.0 + tf.cos(math.pi * t))
+
+
+def linear_warmup(learning_rate, warmup_steps, global_step):
+    """learning_rate * min(1, (step + 1) / warmup_steps); learning_rate itself when warmup_steps is 0."""
+    if not warmup_steps:
+        return learning_rate
+    ramp = tf.minimum(1.0, (tf.cast(global_step, tf.float32) + 1.0) / float(warmup_steps))
+    return learning_rate * ramp
+
+
+def epochs_to_steps(epochs, steps_per_epoch):
+    """Epochs (floats) -> whole steps (rounded)."""
+    return int(round(epochs * steps_per_epoch))
+
+
+def learning_rate(cfg, global_step, steps_per_epoch, total_steps):
+    """The run's learning rate as a scalar float32 tensor named ``learning_rate``.
+
+    Args:
+      cfg: the run's configuration (schedule, learning_rate, learning_decay_rate,
+        learning_decay_steps, boundaries_epochs, lr_values, warmup_epochs).
+      global_step: the int64 global step variable.
+      steps_per_epoch, total_steps: ints, to turn epochs into steps.
+    """
+    schedule, base = cfg.get('schedule', 'exponential'), cfg['learning_rate']
+    warmup = epochs_to_steps(cfg.get('warmup_epochs', 0.0), steps_per_epoch)
+    with v1.name_scope('learning_rate_schedule'):
+        if schedule == 'exponential':
+            lr = v1.train.exponential_decay(base, global_step, cfg['learning_decay_steps'],
+                                            cfg['learning_decay_rate'], staircase=True)
+        elif schedule == 'piecewise':
+            boundaries = [epochs_to_steps(e, steps_per_epoch) for e in cfg['boundaries_epochs']]
+            values = cfg.get('lr_values') or [base * cfg['learning_decay_rate'] ** i
+                                              for i in range(len(boundaries) + 1)]
+            lr = piecewise_constant(boundaries, values, global_step)
+        elif schedule == 'cosine':
+            lr = cosine_decay(base, warmup, total_steps, global_step)
+        else:
+            raise ValueError('schedule=%r is not one of %s' % (schedule, ', '.join(SCHEDULES)))
+        lr = linear_warmup(tf.cast(lr, tf.float32), warmup, global_step)
+    return tf.identity(lr, name='learning_rate')
+
+
+def describe(cfg):
+    """One line naming the optimizer, the schedule and the regularisers in use."""
+    name = cfg.get('optimizer', 'adam')
+    parts = [name]
+    if name == 'momentum':
+        parts.append('%g%s' % (cfg['momentum'], ' nesterov' if cfg['nesterov'] else ''))
+    if name == 'adamw':
+        parts.append('(decoupled decay %g on kernels)' % cfg['adamw_weight_decay'])
+    schedule = cfg.get('schedule', 'exponential')
+    text = '%s, schedule %s from %g' % (' '.join(parts), schedule, (cfg.get('lr_values') or
+                                                                  [cfg['learning_rate']])[0])
+    if schedule == 'piecewise':
+        text += ' (boundaries at epochs %s)' % ', '.join('%g' % e for e in cfg['boundaries_epochs'])
+    extras = [('warm-up epochs', cfg.get('warmup_epochs', 0)), ('L2 weight decay', cfg['weight_decay']),
+              ('label smoothing', cfg.get('label_smoothing', 0)),
+              ('gradient clipping at norm', cfg.get('clip_gradient_norm', 0))]
+    return 'optimizer ' + '; '.join([text] + ['%s %g' % (k, v) for k, v in extras if v])
+
+
+def optimizer_options(cfg):
+    """The keyword arguments of ``train_op`` that a run's configuration sets."""
+    return dict(optimizer=cfg.get('optimizer', 'adam'), momentum=cfg.get('momentum', 0.9),
+                nesterov=cfg.get('nesterov', False), adamw_weight_decay=cfg.get('adamw_weight_decay', 0.0),
+                clip_gradient_norm=cfg.get('clip_gradient_norm', 0.0))
+
+
+def training_loss(model, label_smoothing=0.0):
+    """The objective to minimise: ``model.loss``, or with label smoothing eps > 0 the
+    cross-entropy against (1 - eps) * one_hot + eps / num_classes, plus the L2 term.
+
+    The logged and summarised loss stays ``model.loss`` (the plain cross-entropy,
+    as validation reports it), so train and eval curves remain comparable.
+    """
+    if not label_smoothing:
+        return model.loss
+    one_hot = tf.one_hot(model.input_y, model.num_classes)
+    smoothed = v1.losses.softmax_cross_entropy(one_hot, model.logits, label_smoothing=label_smoothing,
+                                               loss_collection=None)
+    return tf.add(smoothed, model.regularization_loss, name='smoothed_loss')
+
+
+def make_optimizer(name, learning_rate, momentum=0.9, nesterov=False):
+    """A tf.compat.v1 optimizer: 'adam' and 'adamw' -> AdamOptimizer, 'momentum' -> MomentumOptimizer."""
+    if name in ('adam', 'adamw'):
+        return v1.train.AdamOptimizer(learning_rate)
+    if name == 'momentum':
+        return v1.train.MomentumOptimizer(learning_rate, momentum, use_nesterov=nesterov)
+    raise ValueError('optimizer=%r is not one of %s' % (name, ', '.join(OPTIMIZERS)))
+
+
+def decoupled_decay(variables, learning_rate, weight_decay):
+    """The ops ``kernel -= learning_rate * weight_decay * kernel`` for the conv/dense kernels among ``variables``."""
+    kernels = [v for v in variables if v.op.name.endswith('/kernel')]
+    if not weight_decay or not kernels:
+        return []
+    factor = tf.cast(learning_rate, tf.float32) * weight_decay
+    return [v1.assign_sub(k, factor * k, name='decoupled_decay') for k in kernels]
+
+
+def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False, optimizer='adam',
+             momentum=0.9, nesterov=False, adamw_weight_decay=0.0, clip_gradient_norm=0.0, var_list=None):
+    """One optimizer step on ``loss`` with the batch-norm updates run in the same step.
 
     Args:
       skip_nonfinite: when the loss or a gradient is NaN or Inf, apply nothing
-        (weights, Adam moments and BN statistics stay) and only count the step.
+        (weights, optimizer slots and BN statistics stay) and only count the step.
+      optimizer, momentum, nesterov: see ``make_optimizer``.
+      adamw_weight_decay: with optimizer 'adamw', the decoupled decay factor
+        (applied to the kernels of ``var_list`` before Adam's update).
+      clip_gradient_norm: > 0 rescales the gradients to at most this global
+        norm (tf.clip_by_global_norm); 0 leaves them.
+      var_list: the variables to train (default: every trainable variable);
+        variables outside it stay as they are (frozen).
     Returns:
       (train op: one update and ``global_step`` + 1, the global gradient norm
-      (scalar), applied: a bool scalar tensor, False for a skipped update, or
-      None without skip_nonfinite).
+      before clipping (scalar), applied: a bool scalar tensor, False for a
+      skipped update, or None without skip_nonfinite).
     """
-    optimizer = v1.train.AdamOptimizer(learning_rate)
-    grads_and_vars = [(g, v) for g, v in optimizer.compute_gradients(loss) if g is not None]
+    opt = make_optimizer(optimizer, learning_rate, momentum, nesterov)
+    grads_and_vars = [(g, v) for g, v in opt.compute_gradients(loss, var_list=var_list) if g is not None]
     gradient_norm = tf.linalg.global_norm([g for g, _ in grads_and_vars], name='gradient_norm')
+    if clip_gradient_norm:
+        clipped, _ = tf.clip_by_global_norm([g for g, _ in grads_and_vars], clip_gradient_norm,
+                                            use_norm=gradient_norm)
+        grads_and_vars = list(zip(clipped, [v for _, v in grads_and_vars]))
 
     def apply():
-        with tf.control_dependencies(update_ops):
-            return optimizer.apply_gradients(grads_and_vars, global_step=global_step, name='train_op')
+        # The decay writes the kernels: only after every gradient (hence every read of the forward pass).
+        with tf.control_dependencies([g for g, _ in grads_and_vars]):
+            decay = decoupled_decay([v for _, v in grads_and_vars], learning_rate,
+                                    adamw_weight_decay if optimizer == 'adamw' else 0.0)
+        with tf.control_dependencies(list(update_ops) + decay):
+            return opt.apply_gradients(grads_and_vars, global_step=global_step, name='train_op')
 
     if not skip_nonfinite:
         return apply(), gradient_norm, None

@@ -20,7 +20,9 @@ CHECKPOINT_PREFIX = 'model.ckpt'
 
 # Configuration keys that fix the graph's variables: resuming or restoring
 # with other values would silently mix incompatible weights.
-ARCHITECTURE_KEYS = ('depth', 'num_classes', 'image_size', 'channels', 'dataset')
+ARCHITECTURE_KEYS = ('depth', 'num_classes', 'image_size', 'channels', 'dataset', 'architecture', 'shortcut',
+                     'resnet_version', 'stride_in', 'width_multiplier', 'no_residual', 'data_format', 'variant',
+                     'optimizer', 'freeze_stages')  # these two fix the optimizer's slot variables
 
 
 def atomic_write_json(path, obj):
@@ -145,6 +147,12 @@ class RunDir(object):
 
 
 def incompatible(saved, wanted):
-    """Lists 'key: saved X, asked Y' for architecture keys that differ."""
+    """Lists 'key: saved X, asked Y' for architecture keys that differ.
+
+    A run saved before the architecture variants existed lacks their keys
+    and was built with their defaults.
+    """
+    from resnet_graph.variants import DEFAULTS
+    saved = dict(DEFAULTS, **saved)
     return ['%s: saved %r, asked %r' % (k, saved[k], wanted[k])
             for k in ARCHITECTURE_KEYS if k in saved and k in wanted and saved[k] != wanted[k]]

@@ -4,6 +4,7 @@ Running the same command again on the same --model_dir resumes; flags not
 given on the command line keep the run's saved values.
 """
 import os
+import re
 import signal
 
 import config
@@ -18,8 +19,7 @@ DEPTHS = (18, 34, 50, 101, 152)
 
 def validate(cfg):
     """Raises UsageError for the first value out of range."""
-    require(cfg['depth'] in DEPTHS, '--depth %s is not supported; valid depths: %s'
-            % (cfg['depth'], ', '.join(map(str, DEPTHS))))
+    validate_architecture(cfg)
     from resnet_graph.data import SOURCES
     require(cfg['dataset'] in SOURCES, '--dataset %r is unknown; valid: %s' % (cfg['dataset'], ', '.join(SOURCES)))
     for name, low in (('batch_size', 1), ('epochs', 1), ('max_steps', 0), ('image_size', 8), ('eval_every', 0),
@@ -31,6 +31,66 @@ def validate(cfg):
             % cfg['learning_decay_rate'])
     require(cfg['weight_decay'] >= 0, '--weight_decay must not be negative, got %s' % cfg['weight_decay'])
     require(0 <= cfg['bn_momentum'] < 1, '--bn_momentum must be in [0, 1), got %s' % cfg['bn_momentum'])
+    validate_data(cfg)
+    validate_recipe(cfg)
+    validate_finetune(cfg)
+
+
+def validate_architecture(cfg):
+    """Raises UsageError for a depth or architecture variant that does not exist (resnet_graph/variants.py)."""
+    from resnet_graph import variants
+    try:
+        variants.resolve(cfg['depth'], **variants.from_config(cfg))
+    except ValueError as e:
+        raise cli.UsageError(str(e).replace('depth ', '--depth ', 1) if str(e).startswith('depth ') else e)
+
+
+def validate_data(cfg):
+    """Raises UsageError for a data-source flag out of range."""
+    require(0 < cfg['validation_fraction'] < 1, '--validation_fraction must be in (0, 1), got %s'
+            % cfg['validation_fraction'])
+    require(cfg['channels'] in (0, 1, 3, 4), '--channels must be 0 (the data set\'s own), 1, 3 or 4, got %s'
+            % cfg['channels'])
+    require(cfg['dataset'] == 'digits' or cfg['data_dir'] or cfg['download'],
+            '--dataset %s needs --data_dir DIR (or --download for the public sets)' % cfg['dataset'])
+
+
+def validate_recipe(cfg):
+    """Raises UsageError for an optimizer or schedule flag out of range or a combination that means nothing."""
+    for name, low, high in (('momentum', 0, 1), ('adamw_weight_decay', 0, 1), ('label_smoothing', 0, 1)):
+        require(low <= cfg[name] < high, '--%s must be in [%g, %g), got %s' % (name, low, high, cfg[name]))
+    for name in ('warmup_epochs', 'clip_gradient_norm'):
+        require(0 <= cfg[name] < float('inf'), '--%s must be a number >= 0, got %s' % (name, cfg[name]))
+    require(not cfg['nesterov'] or (cfg['optimizer'] == 'momentum' and cfg['momentum'] > 0),
+            '--nesterov needs --optimizer momentum with --momentum > 0 (got --optimizer %s --momentum %s)'
+            % (cfg['optimizer'], cfg['momentum']))
+    require(cfg['max_steps'] or cfg['warmup_epochs'] < cfg['epochs'], '--warmup_epochs %s must be shorter than '
+            'the run (--epochs %s)' % (cfg['warmup_epochs'], cfg['epochs']))
+    boundaries, values = cfg['boundaries_epochs'], cfg['lr_values']
+    piecewise = cfg['schedule'] == 'piecewise'
+    require(piecewise or not (boundaries or values), '--boundaries_epochs and --lr_values belong to --schedule '
+            'piecewise (got --schedule %s)' % cfg['schedule'])
+    require(not piecewise or boundaries, '--schedule piecewise needs --boundaries_epochs, e.g. 91,136')
+    require(all(0 < b < float('inf') for b in boundaries) and all(a < b for a, b in zip(boundaries, boundaries[1:])),
+            '--boundaries_epochs must be positive and strictly increasing, got %s'
+            % ','.join('%g' % b for b in boundaries))
+    require(not values or len(values) == len(boundaries) + 1, '--lr_values needs one rate per piece: %d for %d '
+            'boundaries, got %d' % (len(boundaries) + 1, len(boundaries), len(values)))
+    require(all(0 < v < float('inf') for v in values), '--lr_values must all be positive, got %s'
+            % ','.join('%g' % v for v in values))
+
+
+def validate_finetune(cfg):
+    """Raises UsageError for fine-tuning flags out of range or without --warm_start_from."""
+    require(0 <= cfg['freeze_stages'] <= 4, '--freeze_stages must be in [0, 4], got %s' % cfg['freeze_stages'])
+    for flag in ('warm_start_exclude', 'freeze_stages'):
+        require(cfg['warm_start_from'] or not cfg[flag], '--%s needs --warm_start_from (a trained run directory '
+                'or checkpoint)' % flag)
+    for pattern in cfg['warm_start_exclude']:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise cli.UsageError('--warm_start_exclude %r is not a regular expression: %s' % (pattern, e))
 
 
 def resolve_config():
@@ -57,6 +117,11 @@ def resolve_config():
 def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     cfg = resolve_config()
+    from resnet_graph.model import check_data_format
+    try:  # before the data and the graph: NCHW on a machine without a GPU
+        check_data_format(cfg['data_format'])
+    except ValueError as e:
+        raise cli.UsageError('--%s' % e)
     from resnet_graph.trainer import Trainer, TrainingError
     try:
         result = Trainer(cfg, log=lambda line: print(line, flush=True)).train()

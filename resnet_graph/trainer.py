@@ -19,11 +19,12 @@ import time
 import tensorflow as tf
 
 from data_loader import DataLoader
+from resnet_graph import finetune
 from resnet_graph import optim
 from resnet_graph import summaries
 from resnet_graph.data.pipeline import steps_per_epoch
+from resnet_graph.data.source import source_options
 from resnet_graph.inference import check_checkpoint, evaluate_ids
-from resnet_graph.model import ResNet
 from resnet_graph.run_dir import RunDir
 
 v1 = tf.compat.v1
@@ -73,7 +74,8 @@ class Trainer(object):
     def __init__(self, cfg, log=print):
         self.log = log
         self.run = RunDir(cfg['model_dir'])
-        self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg.get('mean'), cfg.get('std'))
+        self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg.get('mean'), cfg.get('std'),
+                                 augment=cfg.get('augment', 'none'), **source_options(cfg))
         self.cfg = dict(cfg, num_classes=self.loader.num_classes, channels=self.loader.channels,
                         mean=self.loader.mean, std=self.loader.std)
         self.steps_per_epoch = steps_per_epoch(len(self.loader.train_ids), cfg['batch_size'])
@@ -92,13 +94,14 @@ class Trainer(object):
             # Fed from the pipeline by default, still feedable by name for validation.
             images = v1.placeholder_with_default(images, [None] + images.shape[1:], name='input_x')
             labels = v1.placeholder_with_default(labels, [None], name='input_y')
-            self.model = ResNet.from_config(cfg, input_tensor=images, label_tensor=labels)
+            self.model = finetune.build_model(cfg, self.warm_start_from, input_tensor=images, label_tensor=labels)
             self.global_step = v1.train.get_or_create_global_step()
-            self.learning_rate = optim.exponential_decay(cfg['learning_rate'], cfg['learning_decay_rate'],
-                                                         cfg['learning_decay_steps'], self.global_step)
+            self.learning_rate = optim.learning_rate(cfg, self.global_step, self.steps_per_epoch, self.total_steps)
+            trained, self.frozen = finetune.split(self.model, cfg['freeze_stages'])
             self.train_op, gradient_norm, self.applied = optim.train_op(
-                self.model.loss, self.learning_rate, self.global_step, self.model.update_ops,
-                skip_nonfinite=cfg['nan_policy'] == 'skip')
+                optim.training_loss(self.model, cfg['label_smoothing']), self.learning_rate, self.global_step,
+                finetune.update_ops(self.model, self.frozen), skip_nonfinite=cfg['nan_policy'] == 'skip',
+                var_list=trained, **optim.optimizer_options(cfg))
             self.summary_op = summaries.train_summary(self.model, self.learning_rate, gradient_norm,
                                                       cfg['mean'], cfg['std'])
             self.histogram_op = summaries.histogram_summary(self.model) if cfg['histogram_every'] else None
@@ -161,17 +164,23 @@ class Trainer(object):
         Raises TrainingError when training cannot go on.
         """
         cfg, run = self.cfg, self.run
-        run.create()
-        run.save_config(cfg)
         latest = run.latest_checkpoint()
         start = int(tf.train.load_variable(latest, 'global_step')) if latest else 0
-        graph = self._build(start)
+        self.warm_start_from = '' if latest else cfg['warm_start_from']  # a resumed run restores its own
+        try:  # built before the run directory is written, so a bad warm start leaves nothing behind
+            graph = self._build(start)
+        except finetune.FineTuneError as e:
+            raise TrainingError(e)
+        run.create()
+        run.save_config(cfg)
         best = run.load_best()
         if latest:
             self.log('resuming from %s at step %d' % (latest, start))
         self.log('training ResNet-%d on %s: %d steps (%d per epoch, batch %d), model_dir %s'
                  % (cfg['depth'], cfg['dataset'], self.total_steps, self.steps_per_epoch, cfg['batch_size'],
                     run.path))
+        for line in [optim.describe(cfg)] + finetune.describe(self.model, self.frozen):
+            self.log(line)
         with graph.as_default(), v1.Session(graph=graph) as sess, _StopOnSignal() as stop:
             self._restore_or_init(sess, latest)
             train_writer = v1.summary.FileWriter(run.join('train'), graph if start == 0 else None)

@@ -201,6 +201,7 @@ BAD_FLAGS = [
     ['--max_to_keep', '0'], ['--image_size', '4'], ['--image_size', '1e3'], ['--seed', '-2'],
     ['--nan_policy', 'ignore'], ['--histogram_every', '-1'], ['--trace_step', '-7'], ['--dataset', '../etc'],
     ['--depth'], ['--unknown_flag', '1'], ['positional_argument'], ['--model_dir', 'x', '--model_dir'],
+    ['--validation_fraction', '1'], ['--channels', '2'], ['--augment', 'mixup'], ['--dataset', 'mnist'],
 ]
 
 

@@ -4,6 +4,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from resnet_graph.data import augment as augment_lib
+
 v1 = tf.compat.v1
 
 
@@ -19,6 +21,12 @@ def preprocess(images, image_size, mean, std):
     """
     images = tf.image.resize(images, [image_size, image_size], method='bilinear')
     return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def decode(data, channels):
+    """A scalar string tensor of PNG/JPEG/BMP/GIF bytes -> float32 [h, w, channels] in [0, 1] (a GIF's first frame)."""
+    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    return tf.image.convert_image_dtype(image, tf.float32)
 
 
 def channel_stats(images):
@@ -59,12 +67,13 @@ class EpochOrder(object):
         return ids[index * self.batch_size:(index + 1) * self.batch_size]
 
 
-def train_dataset(fetch, order, start_step, end_step, image_size, mean, std, prefetch=2):
+def train_dataset(fetch, order, start_step, end_step, image_size, mean, std, prefetch=2, augment='none'):
     """A ``tf.data.Dataset`` of training batches for steps [start_step, end_step).
 
     Args:
       fetch: ids int64 [n] -> (images float32 [n, h, w, c] in [0, 1], labels int64 [n]).
       order: an ``EpochOrder``.
+      augment: an ``augment.POLICIES`` name, drawn from (order.seed, step).
     Yields:
       (images float32 [B, S, S, c], labels int64 [B]), prefetched so the
       training step never waits on Python.
@@ -80,7 +89,8 @@ def train_dataset(fetch, order, start_step, end_step, image_size, mean, std, pre
         images, labels = tf.numpy_function(load, [step], [tf.float32, tf.int64], stateful=False)
         images.set_shape(shape)
         labels.set_shape(shape[:1])
-        return preprocess(images, image_size, mean, std), labels
+        images = preprocess(images, image_size, mean, std)
+        return augment_lib.apply(images, augment, tf.stack([tf.constant(order.seed, tf.int64), step])), labels
 
     dataset = tf.data.Dataset.range(start_step, end_step)
     return dataset.map(to_tensors, num_parallel_calls=2, deterministic=True).prefetch(prefetch)
@@ -100,8 +110,7 @@ class Preprocessor(object):
             self._raw = v1.placeholder(tf.float32, [None, None, None, channels])
             self._out = preprocess(self._raw, image_size, mean, std)
             self._bytes = v1.placeholder(tf.string, [])
-            decoded = tf.io.decode_image(self._bytes, channels=channels, expand_animations=False)
-            self._decoded = tf.image.convert_image_dtype(decoded, tf.float32)
+            self._decoded = decode(self._bytes, channels)
         self._session = v1.Session(graph=self._graph)
 
     def __call__(self, images):

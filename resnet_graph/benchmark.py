@@ -1,0 +1,104 @@
+"""python -m resnet_graph.benchmark: images/sec of resnet_graph, side by side with Keras, in one run.
+
+    python -m resnet_graph.benchmark --depth 50 --image_size 32 --batch_size 128 --compare keras
+
+Each workload runs in its own process, one after the other (``bench_worker``):
+the machine's matrix-multiply rate, our graph, and with ``--compare keras``
+the equivalent Keras model with and without ``jit_compile`` (the faster one
+is the reference). Prints images/sec (median step after the warm-up), the
+ratio, the time to the first finished step, peak resident memory and the
+achieved FLOP/s against the matrix-multiply rate; ``--json`` prints one object.
+"""
+import json
+import os
+import subprocess
+import sys
+
+from resnet_graph import cli
+from resnet_graph import flags as run_flags
+from resnet_graph.cli import require
+
+FLAGS = run_flags.FLAGS
+DEPTHS = (18, 34, 50, 101, 152)
+
+
+def validate():
+    require(FLAGS.depth in DEPTHS, '--depth %s is not supported; valid depths: %s'
+            % (FLAGS.depth, ', '.join(map(str, DEPTHS))))
+    minimum = 32 if FLAGS.compare else 8  # keras.applications' ResNets refuse smaller inputs
+    require(FLAGS.image_size >= minimum, '--image_size must be at least %d%s, got %d'
+            % (minimum, ' with --compare keras' if FLAGS.compare else '', FLAGS.image_size))
+    for name in ('batch_size', 'channels', 'steps'):
+        require(FLAGS[name].value >= 1, '--%s must be at least 1, got %d' % (name, FLAGS[name].value))
+    require(FLAGS.num_classes >= 2, '--num_classes must be at least 2, got %d' % FLAGS.num_classes)
+    require(FLAGS.warmup >= 0, '--warmup must not be negative, got %d' % FLAGS.warmup)
+
+
+def run_worker(spec):
+    """Runs one ``bench_worker`` process; returns its JSON result (UsageError with its stderr if it fails)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+    proc = subprocess.run([sys.executable, '-m', 'resnet_graph.bench_worker', json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ['exit code %d' % proc.returncode])[-1]
+        raise cli.UsageError('the %s workload failed: %s' % (spec['kind'], last))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(spec):
+    """Runs every workload of ``spec``; returns the report dict (the ``--json`` object)."""
+    matmul = run_worker(dict(spec, kind='matmul'))['matmul_gflops']
+    ours = run_worker(dict(spec, kind='ours', xla=spec['xla'] == 'on'))
+    rate = spec['batch_size'] / ours['seconds_per_step']
+    passes = 3 if spec['mode'] == 'train' else 1  # a backward pass costs about two forward passes
+    flops = passes * ours['forward_flops']
+    report = dict(spec, images_per_sec=rate, first_step_s=ours['first_step_s'], peak_rss_mb=ours['peak_rss_mb'],
+                  gflops=rate * flops / 1e9, matmul_gflops=matmul, fraction_of_matmul=rate * flops / 1e9 / matmul,
+                  keras_images_per_sec=None, keras_setting=None, ratio=None, keras_first_step_s=None,
+                  keras_peak_rss_mb=None)
+    if spec['compare'] == 'keras':
+        keras = {setting: run_worker(dict(spec, kind='keras', data='synthetic', xla=setting == 'jit_compile'))
+                 for setting in ('default', 'jit_compile')}
+        setting = min(keras, key=lambda s: keras[s]['seconds_per_step'])
+        best = keras[setting]
+        report.update(keras_images_per_sec=spec['batch_size'] / best['seconds_per_step'], keras_setting=setting,
+                      keras_first_step_s=best['first_step_s'], keras_peak_rss_mb=best['peak_rss_mb'],
+                      keras_images_per_sec_by_setting={s: spec['batch_size'] / k['seconds_per_step']
+                                                       for s, k in keras.items()})
+        report['ratio'] = rate / report['keras_images_per_sec']
+    return report
+
+
+def format_report(r):
+    lines = ['ResNet-%d %s, %dx%dx%d, batch %d, %s data, median of %d steps after %d warm-up:'
+             % (r['depth'], r['mode'], r['image_size'], r['image_size'], r['channels'], r['batch_size'], r['data'],
+                r['steps'], r['warmup']),
+             '  resnet_graph: %.1f images/sec, first step %.1f s, peak RSS %.0f MB, %.1f GFLOP/s '
+             '(%.0f%% of the %.1f GFLOP/s matmul rate)'
+             % (r['images_per_sec'], r['first_step_s'], r['peak_rss_mb'], r['gflops'],
+                100 * r['fraction_of_matmul'], r['matmul_gflops'])]
+    if r['ratio'] is not None:
+        lines.append('  keras (%s, the faster of default and jit_compile): %.1f images/sec, first step %.1f s, '
+                     'peak RSS %.0f MB' % (r['keras_setting'], r['keras_images_per_sec'], r['keras_first_step_s'],
+                                          r['keras_peak_rss_mb']))
+        lines.append('  ratio resnet_graph / keras: %.2fx' % r['ratio'])
+    return '\n'.join(lines)
+
+
+def main(args):
+    require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    validate()
+    spec = {name: FLAGS[name].value for name in ('depth', 'image_size', 'batch_size', 'channels', 'num_classes',
+                                                 'mode', 'data', 'dataset', 'data_dir', 'steps', 'warmup',
+                                                 'compare', 'xla')}
+    report = measure(spec)
+    print(json.dumps(report, sort_keys=True) if FLAGS.json else format_report(report))
+
+
+def cli_main():
+    run_flags.define_benchmark()
+    cli.run('resnet_graph.benchmark', main)
+
+
+if __name__ == '__main__':
+    cli_main()

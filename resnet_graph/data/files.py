@@ -1,0 +1,231 @@
+"""Image files read by id: ``folder`` (one subdirectory per class) and ``csv`` (a ``path,label`` manifest).
+
+    folder:  DIR/<class>/*.jpg|png|bmp|gif, or DIR/train/<class>/... with optional
+             DIR/val/ (or validation/) and DIR/test/ trees of the same classes
+    csv:     a .csv file, or DIR/manifest.csv, or DIR/train.csv with optional
+             val.csv (or validation.csv) and test.csv; rows ``path,label`` (an
+             optional ``path,label`` header), paths relative to the manifest,
+             labels class names or integers 0..K-1
+
+A split that has no tree or manifest of its own is a stratified
+``validation_fraction`` of the training images (for validation and for test).
+Only paths are held; each image is decoded when its id is fetched, to
+``channels`` (0: RGB) and resized to ``image_size``. A corrupt image is
+replaced in its batch by the batch's first good image and counted on stderr;
+with ``strict`` every image is decoded once at load and a corrupt one is an error.
+"""
+import csv
+import os
+import sys
+import threading
+
+import numpy as np
+
+from resnet_graph.cli import UsageError
+from resnet_graph.data.source import Source, stratified_split
+
+EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+SPLIT_DIRS = (('train', ('train',)), ('validation', ('val', 'validation')), ('test', ('test',)))
+
+
+class ImageDecoder(object):
+    """Encoded bytes -> float32 [S, S, channels] in [0, 1], in its own graph and session (thread-safe)."""
+
+    def __init__(self, channels, image_size):
+        import tensorflow as tf
+        from resnet_graph.data.pipeline import decode
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            self._bytes = tf.compat.v1.placeholder(tf.string, [])
+            self._out = tf.image.resize(decode(self._bytes, channels), [image_size, image_size], method='bilinear')
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        self.errors = (tf.errors.OpError,)
+
+    def __call__(self, data):
+        return self._session.run(self._out, {self._bytes: data})
+
+
+class FileSource(Source):
+    """A Source whose images are files, decoded by id (see the module docstring)."""
+
+    def __init__(self, name, paths, labels, class_names, splits, channels=0, image_size=32, strict=False):
+        Source.__init__(self, name, None, labels, class_names, splits, channels or 3)
+        self.paths = list(paths)
+        self.image_size = image_size
+        self.skipped = set()
+        self._lock, self._skip_lock = threading.Lock(), threading.Lock()
+        self._decoder = None
+        if strict:
+            for start in range(0, len(self.paths), 256):
+                self.read(np.arange(start, min(start + 256, len(self.paths))), strict=True)
+
+    @property
+    def decoder(self):
+        with self._lock:  # the pipeline's threads may ask for it at once
+            if self._decoder is None:
+                self._decoder = ImageDecoder(self.channels, self.image_size)
+        return self._decoder
+
+    def _decode(self, index):
+        with open(self.paths[index], 'rb') as f:
+            return self.decoder(f.read())
+
+    def read(self, ids, strict=False):
+        """ids int64 [n] -> float32 [n, S, S, channels]; a corrupt image is replaced (or an error when strict)."""
+        images, bad = [], []
+        for i in ids:
+            try:
+                images.append(self._decode(i))
+            except (OSError,) + self.decoder.errors as e:
+                if strict:
+                    raise UsageError('%s is not a readable PNG, JPEG, BMP or GIF image (%s); remove it or run '
+                                     'without --strict_data to skip it' % (self.paths[i], str(e).splitlines()[0]))
+                images.append(None)
+                bad.append(int(i))
+        if bad:
+            self._skip(bad)
+            good = next((im for im in images if im is not None), None)
+            if good is None:
+                raise UsageError('no readable image in a batch of %d (e.g. %s)' % (len(ids), self.paths[bad[0]]))
+            images = [good if im is None else im for im in images]
+        return np.stack(images).astype(np.float32)
+
+    def fetch(self, ids):
+        ids = np.asarray(ids, dtype=np.int64)
+        images = self.read(ids)
+        labels = self.labels[ids].copy()
+        if self.skipped:  # a replaced image brings its own label
+            first_good = next((k for k, i in enumerate(ids) if int(i) not in self.skipped), 0)
+            for k, i in enumerate(ids):
+                if int(i) in self.skipped:
+                    labels[k] = self.labels[ids[first_good]]
+        return images, labels
+
+    def _skip(self, bad):
+        with self._skip_lock:
+            new = [i for i in bad if i not in self.skipped]
+            self.skipped.update(new)
+            for i in new:
+                print('resnet_graph: warning: skipped corrupt image %s (%d skipped so far; --strict_data makes this '
+                      'an error)' % (self.paths[i], len(self.skipped)), file=sys.stderr, flush=True)
+
+
+def _carve(labels, splits, fraction, seed):
+    """Fills the splits that are missing (None) from a stratified fraction of the training ids."""
+    missing = {name: fraction for name in ('validation', 'test') if splits[name] is None}
+    if missing:
+        carved = stratified_split(labels[splits['train']], missing, seed)
+        for name in list(missing) + ['train']:
+            splits[name] = splits['train'][carved[name]]
+    return {name: np.sort(ids).astype(np.int64) for name, ids in splits.items()}
+
+
+def _assemble(name, per_split, class_names, options):
+    """per_split: split -> list of (path, class id) or None -> FileSource with contiguous ids."""
+    paths, labels, splits = [], [], {}
+    for split, _ in SPLIT_DIRS:
+        rows = per_split.get(split)
+        if rows is None:
+            splits[split] = None
+            continue
+        splits[split] = np.arange(len(paths), len(paths) + len(rows), dtype=np.int64)
+        paths += [p for p, _ in rows]
+        labels += [c for _, c in rows]
+    labels = np.asarray(labels, np.int64)
+    splits = _carve(labels, splits, options.get('validation_fraction', 0.1), options.get('split_seed', 0))
+    return FileSource(name, paths, labels, class_names, splits, options.get('channels', 0),
+                      options.get('image_size', 32), options.get('strict', False))
+
+
+def _class_tree(root, class_names=None):
+    """(class names, [(path, class id)]) of root/<class>/<images>; UsageError for an empty or unknown class folder."""
+    found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith('.'))
+    names = found if class_names is None else class_names
+    if not found:
+        raise UsageError('%s has no class folders: expected one subdirectory of images per class' % root)
+    rows = []
+    for folder in found:
+        if folder not in names:
+            raise UsageError('%s is a class the training tree does not have (%s)'
+                             % (os.path.join(root, folder), ', '.join(names)))
+        directory = os.path.join(root, folder)
+        files = sorted(f for f in os.listdir(directory) if f.lower().endswith(EXTENSIONS) and not f.startswith('.'))
+        if not files:
+            raise UsageError('class folder %s holds no JPEG, PNG, BMP or GIF image' % directory)
+        rows += [(os.path.join(directory, f), names.index(folder)) for f in files]
+    return names, rows
+
+
+def load_folder(data_dir, **options):
+    if not os.path.isdir(data_dir):
+        raise UsageError('--data_dir %s is not a directory of class folders' % data_dir)
+    trees = {split: next((os.path.join(data_dir, d) for d in dirs if os.path.isdir(os.path.join(data_dir, d))), None)
+             for split, dirs in SPLIT_DIRS}
+    if trees['train'] is None:
+        names, rows = _class_tree(data_dir)
+        return _assemble('folder', {'train': rows}, names, options)
+    names, rows = _class_tree(trees['train'])
+    per_split = {'train': rows}
+    for split in ('validation', 'test'):
+        if trees[split]:
+            per_split[split] = _class_tree(trees[split], names)[1]
+    return _assemble('folder', per_split, names, options)
+
+
+def _read_manifest(path):
+    """[(row number, image path, label string)] of a manifest; UsageError naming file and row."""
+    rows = []
+    with open(path, newline='') as f:
+        for number, row in enumerate(csv.reader(f), 1):
+            if not row or not ''.join(row).strip():
+                continue
+            if number == 1 and [c.strip().lower() for c in row] == ['path', 'label']:
+                continue
+            if len(row) != 2:
+                raise UsageError('%s row %d: expected "path,label", got %d columns' % (path, number, len(row)))
+            image = os.path.join(os.path.dirname(os.path.abspath(path)), row[0].strip())
+            if not os.path.isfile(image):
+                raise UsageError('%s row %d: %s does not exist' % (path, number, image))
+            rows.append((number, image, row[1].strip()))
+    if not rows:
+        raise UsageError('%s has no "path,label" rows' % path)
+    return rows
+
+
+def _manifests(data_dir):
+    if os.path.isfile(data_dir):
+        return {'train': data_dir}
+    for name in ('manifest.csv', 'train.csv'):
+        if os.path.isfile(os.path.join(data_dir, name)):
+            found = {'train': os.path.join(data_dir, name)}
+            break
+    else:
+        raise UsageError('no manifest in %s: give --data_dir FILE.csv or a directory with manifest.csv or train.csv'
+                         % data_dir)
+    for split, names in (('validation', ('val.csv', 'validation.csv')), ('test', ('test.csv',))):
+        for name in names:
+            if os.path.isfile(os.path.join(data_dir, name)):
+                found[split] = os.path.join(data_dir, name)
+                break
+    return found
+
+
+def load_csv(data_dir, **options):
+    manifests = _manifests(data_dir)
+    read = {split: _read_manifest(path) for split, path in manifests.items()}
+    integers = all(label.lstrip('-').isdigit() for rows in read.values() for _, _, label in rows)
+    if integers:
+        count = max(int(label) for rows in read.values() for _, _, label in rows) + 1
+        names = [str(c) for c in range(count)]
+    else:
+        names = sorted({label for _, _, label in read['train']})
+    per_split = {}
+    for split, rows in read.items():
+        per_split[split] = []
+        for number, image, label in rows:
+            if label not in names:
+                raise UsageError('%s row %d: label %r is outside the classes (%s)'
+                                 % (manifests[split], number, label, 'integers 0..%d' % (len(names) - 1) if integers
+                                    else ', '.join(names)))
+            per_split[split].append((image, names.index(label)))
+    return _assemble('csv', per_split, names, options)

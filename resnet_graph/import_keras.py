@@ -1,0 +1,176 @@
+"""python -m resnet_graph.import_keras --model resnet50 --weights FILE --model_dir DIR: a Keras ResNet as a run.
+
+Converts the weights of ``keras.applications.ResNet50/101/152`` (a ``.keras``
+model, a full-model ``.h5``, a ``.weights.h5`` or the legacy ``.h5`` weights
+file that ``weights='imagenet'`` downloads) into a resnet_graph run directory:
+``config.json`` (``variant: keras``, which reproduces Keras's layout exactly)
+and ``best/model.ckpt-0``, so evaluate, predict and ``--warm_start_from`` take it.
+
+Preprocessing. Keras's ``preprocess_input`` for these models is caffe-style:
+RGB -> BGR, then subtract the ImageNet mean (B 103.939, G 116.779, R 123.68)
+from 0..255 values, no scaling. resnet_graph feeds RGB in [0, 1] and computes
+(x - mean) / std, so the run records mean = (123.68, 116.779, 103.939) / 255
+and std = 1/255 for R, G, B, and the import reverses the input-channel axis of
+the first convolution's kernel: the network then takes RGB and computes
+exactly what Keras computes on the BGR image. ``image_size`` is recorded as
+224 (``--image_size``), Keras's ImageNet resolution (the network itself takes
+any size); ``num_classes`` is the classifier's width in the file.
+"""
+import os
+
+from resnet_graph import cli
+from resnet_graph import flags as run_flags
+from resnet_graph.cli import require
+
+MODELS = {'resnet50': 50, 'resnet101': 101, 'resnet152': 152}
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+IMAGENET_URL = 'https://storage.googleapis.com/tensorflow/keras-applications/resnet/%s_weights_tf_dim_ordering_tf_kernels.h5'
+
+
+def layer_map(depth):
+    """Our layer scope -> the keras.applications layer name, for ResNet-``depth`` (50, 101, 152)."""
+    from resnet_graph.variants import IMAGENET_STAGES
+    mapping = {'stem/conv': 'conv1_conv', 'stem/bn': 'conv1_bn', 'head/dense': 'predictions'}
+    for stage, blocks in enumerate(IMAGENET_STAGES[depth][1]):
+        for block in range(blocks):
+            ours, theirs = 'stage%d/block%d/' % (stage + 1, block), 'conv%d_block%d_' % (stage + 2, block + 1)
+            for i in (1, 2, 3):
+                mapping[ours + 'conv%d' % i] = theirs + '%d_conv' % i
+                mapping[ours + 'bn%d' % i] = theirs + '%d_bn' % i
+            if block == 0:
+                mapping[ours + 'shortcut/conv'] = theirs + '0_conv'
+                mapping[ours + 'shortcut/bn'] = theirs + '0_bn'
+    return mapping
+
+
+# The order of each Keras layer's weights, as our variable names.
+KERAS_ORDER = {'conv': ('kernel', 'bias'), 'bn': ('gamma', 'beta', 'moving_mean', 'moving_variance'),
+               'dense': ('kernel', 'bias')}
+
+
+def _classes_in(path):
+    """The classifier width of an .h5 file (its only 2-D array is the dense kernel [2048, classes]), or None."""
+    import h5py
+    shapes = []
+    with h5py.File(path, 'r') as f:
+        f.visititems(lambda name, item: shapes.append(item.shape) if isinstance(item, h5py.Dataset) else None)
+    widths = [s[1] for s in shapes if len(s) == 2]
+    return widths[0] if len(widths) == 1 else None
+
+
+def _is_full_model(path):
+    import h5py
+    with h5py.File(path, 'r') as f:
+        return 'model_config' in f.attrs
+
+
+def load_keras(path, name):
+    """The Keras model held by ``path`` (weights loaded); UsageError when the file cannot be one of ours."""
+    import keras
+    try:
+        if path.endswith('.keras') or _is_full_model(path):
+            return keras.models.load_model(path, compile=False)
+        classes = _classes_in(path)
+        require(classes, '%s holds no single classifier layer (an include_top=False file, or not a %s?); import '
+                'needs the weights of the whole keras.applications model' % (path, name))
+        builder = {'resnet50': keras.applications.ResNet50, 'resnet101': keras.applications.ResNet101,
+                   'resnet152': keras.applications.ResNet152}[name]
+        model = builder(weights=None, classes=classes, classifier_activation=None)
+        model.load_weights(path)
+        return model
+    except cli.UsageError:
+        raise
+    except Exception as e:  # Keras says why in its own words: a file of another model, a broken file
+        raise cli.UsageError('%s is not a Keras %s file: %s' % (path, name, ' '.join(str(e).split())[:300]))
+
+
+def keras_weights(model, name, depth):
+    """Our variable name -> numpy array, from a keras.applications ResNet model; UsageError if it is another model."""
+    mapping = layer_map(depth)
+    layers = {layer.name: layer for layer in model.layers if layer.weights}
+    missing = sorted(set(mapping.values()) - set(layers))
+    extra = sorted(set(layers) - set(mapping.values()))
+    require(not missing and not extra, 'the Keras file holds another model than keras.applications.%s: %s'
+            % (name.replace('resnet', 'ResNet'), '; '.join(
+                (['missing layers %s' % ', '.join(missing[:3])] if missing else [])
+                + (['unexpected layers %s' % ', '.join(extra[:3])] if extra else []))))
+    weights = {}
+    for scope, layer_name in mapping.items():
+        kind = 'dense' if scope == 'head/dense' else scope.rsplit('/', 1)[1].rstrip('0123456789')
+        values = layers[layer_name].get_weights()
+        require(len(values) == len(KERAS_ORDER[kind]), 'Keras layer %s has %d weights, a %s of %s has %d'
+                % (layer_name, len(values), kind, name, len(KERAS_ORDER[kind])))
+        for variable, value in zip(KERAS_ORDER[kind], values):
+            weights['%s/%s' % (scope, variable)] = value
+    # Keras's first convolution reads BGR; ours reads RGB (see the module docstring).
+    weights['stem/conv/kernel'] = weights['stem/conv/kernel'][:, :, ::-1, :]
+    return weights
+
+
+def run_config(depth, num_classes, image_size, model_dir):
+    """The config.json of an imported run."""
+    import config
+    return dict(config.TRAIN, depth=depth, num_classes=num_classes, image_size=image_size, channels=3,
+                model_dir=model_dir, variant='keras', architecture='imagenet', stride_in='1x1', shortcut='B',
+                mean=[m / 255.0 for m in CAFFE_MEAN_RGB], std=[1 / 255.0] * 3)
+
+
+def write_run(cfg, weights):
+    """Builds the run's graph, loads ``weights`` (name -> array) and saves config.json + best/model.ckpt-0.
+
+    Returns the checkpoint prefix.
+    """
+    import tensorflow as tf
+    from resnet_graph.model import ResNet
+    from resnet_graph.run_dir import RunDir
+    v1 = tf.compat.v1
+    run = RunDir(cfg['model_dir'])
+    with tf.Graph().as_default():
+        model = ResNet.from_config(cfg, training=False)
+        names = {model.local_name(v): v for v in model.variables}
+        assert set(names) == set(weights), sorted(set(names) ^ set(weights))[:5]
+        for name, variable in names.items():
+            require(list(weights[name].shape) == variable.shape.as_list(), 'Keras weight %s has shape %s, '
+                    'the network %s' % (name, weights[name].shape, variable.shape.as_list()))
+        with v1.Session() as sess:
+            # One run of the initialisers with their initial values fed: every variable takes its weight.
+            sess.run([v.initializer for v in names.values()],
+                     {v.initializer.inputs[1]: weights[name] for name, v in names.items()})
+            run.create()
+            prefix = v1.train.Saver(model.variables).save(sess, os.path.join(run.best_dir, 'model.ckpt'),
+                                                         global_step=0, write_meta_graph=False)
+    run.save_config(cfg)
+    return prefix
+
+
+def main(args):
+    FLAGS = run_flags.FLAGS
+    require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    require(FLAGS.weights, '--weights FILE is required: a .keras, .h5 or .weights.h5 file of keras.applications.%s'
+            % FLAGS.model.replace('resnet', 'ResNet'))
+    require(FLAGS.weights != 'imagenet', '--weights imagenet: resnet_graph does not download; get %s (keras.'
+            'applications.%s(weights="imagenet") saves it in ~/.keras/models/) and pass its path, e.g. --weights '
+            '~/.keras/models/%s' % (IMAGENET_URL % FLAGS.model, FLAGS.model.replace('resnet', 'ResNet'),
+                                    os.path.basename(IMAGENET_URL % FLAGS.model)))
+    require(os.path.isfile(FLAGS.weights), '--weights %s is not a file' % FLAGS.weights)
+    require(FLAGS.model_dir, '--model_dir DIR is required: where the run directory is written')
+    require(not os.path.exists(os.path.join(FLAGS.model_dir, 'config.json')),
+            '--model_dir %s already holds a run; choose a new directory' % FLAGS.model_dir)
+    require(FLAGS.image_size >= 32, '--image_size must be at least 32, got %s' % FLAGS.image_size)
+    depth = MODELS[FLAGS.model]
+    model = load_keras(FLAGS.weights, FLAGS.model)
+    weights = keras_weights(model, FLAGS.model, depth)
+    cfg = run_config(depth, int(weights['head/dense/bias'].shape[0]), FLAGS.image_size, FLAGS.model_dir)
+    prefix = write_run(cfg, weights)
+    print('imported keras.applications.%s (%d classes) from %s: %s; config %s'
+          % (FLAGS.model.replace('resnet', 'ResNet'), cfg['num_classes'], FLAGS.weights, prefix,
+             os.path.join(FLAGS.model_dir, 'config.json')))
+
+
+def cli_main():
+    run_flags.define_import_keras()
+    cli.run('resnet_graph.import_keras', main)
+
+
+if __name__ == '__main__':
+    cli_main()

@@ -1,0 +1,126 @@
+"""python -m resnet_graph.summary --depth 50: per-stage output shapes, parameters and multiply-adds of a ResNet.
+
+Everything is read from the built graph (no training, no data): the network
+is built on a batch of one image with known shape; parameters are its
+trainable variables (batch-norm moving statistics are listed apart);
+multiply-adds are those of every convolution (output positions x k*k*C_in*C_out,
+from the Conv2D ops' kernel and output shapes) and of the dense layer (D x
+classes). Batch norm, ReLU, pooling, biases and the shortcut additions are not
+counted, as in the usual figures (torchvision's 4.09 G for ResNet-50).
+"""
+import json
+import re
+
+from resnet_graph import cli
+from resnet_graph import flags as run_flags
+from resnet_graph import variants
+from resnet_graph.cli import require
+
+FLAGS = run_flags.FLAGS
+# The legacy variant's names -> the rows of the table.
+_LEGACY_ROWS = ((r'First_Conv', 'stem'), (r'max_pool', 'stem'), (r'dense/', 'head'))
+
+
+def row_of(name):
+    """A variable or op name (no scope) -> its row: 'stem', 'stage<i>', 'post_norm', 'head' or None."""
+    match = re.match(r'(stem|stage\d+|post_norm|head)/', name)
+    if match:
+        return match.group(1)
+    match = re.match(r'stack_(\d+)_', name)
+    if match:
+        return 'stage%d' % (int(match.group(1)) + 1)
+    for pattern, row in _LEGACY_ROWS:
+        if re.match(pattern, name):
+            return row
+    return None
+
+
+def _macs(op):
+    """Multiply-adds of a Conv2D or MatMul op with static shapes (batch of one)."""
+    kernel = op.inputs[1].shape.as_list()
+    output = op.outputs[0].shape.as_list()
+    if op.type == 'MatMul':
+        return kernel[0] * kernel[1]
+    nchw = op.get_attr('data_format') == b'NCHW'
+    positions = output[2] * output[3] if nchw else output[1] * output[2]
+    return positions * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+
+
+def summarize(depth, image_size=224, channels=3, num_classes=1000, **options):
+    """Builds the network in its own graph and counts.
+
+    Args:
+      depth, num_classes: as for ``ResNet``; image_size: side of the square input;
+      channels: input channels; options: the variant keyword arguments of ``ResNet``.
+    Returns:
+      dict: rows (list of dicts name, output_shape [h, w, c] or [classes] (NCHW: [c, h, w]),
+      params, macs), params (trainable total), non_trainable (BN moving statistics),
+      macs (total), spec (the resolved variant options).
+    """
+    import tensorflow as tf
+    from resnet_graph.model import ResNet
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.zeros([1, image_size, image_size, channels])
+        # fast_conv=False: every convolution is one Conv2D op whose shapes give its multiply-adds.
+        model = ResNet(depth, num_classes, input_tensor=images, training=False, fast_conv=False, **options)
+    names = list(model.endpoints) + (['post_norm'] if model.spec.resnet_version == 2 else []) + ['head']
+    rows = {name: dict(name=name, output_shape=None, params=0, macs=0) for name in names}
+    for name, tensor in model.endpoints.items():
+        rows[name]['output_shape'] = tensor.shape.as_list()[1:]
+    rows['head']['output_shape'] = model.logits.shape.as_list()[1:]
+    if 'post_norm' in rows:
+        rows['post_norm']['output_shape'] = rows['stage%d' % len(model.num_blocks)]['output_shape']
+    for variable in model.trainable_variables:
+        rows[row_of(model.local_name(variable))]['params'] += variable.shape.num_elements()
+    for op in graph.get_operations():
+        if op.type in ('Conv2D', 'MatMul'):
+            rows[row_of(op.name)]['macs'] += _macs(op)
+    table = [rows[name] for name in names]
+    non_trainable = sum(v.shape.num_elements() for v in model.variables if not v.trainable)
+    return dict(rows=table, params=sum(r['params'] for r in table), non_trainable=non_trainable,
+                macs=sum(r['macs'] for r in table), spec=model.spec._asdict())
+
+
+def format_table(summary, depth, image_size, channels, num_classes):
+    """The summary as text lines."""
+    spec = summary['spec']
+    lines = ['ResNet-%d (%s, v%d, %s variant, shortcut %s, stride in %s, width x%g%s, %s), input %dx%dx%d, '
+             '%d classes' % (depth, spec['architecture'], spec['resnet_version'], spec['variant'], spec['shortcut'],
+                             spec['stride_in'], spec['width_multiplier'], ', no residual' if spec['no_residual'] else '',
+                             spec['data_format'], image_size, image_size, channels, num_classes),
+             '%-10s %-18s %14s %16s' % ('layer', 'output shape', 'parameters', 'multiply-adds')]
+    for row in summary['rows']:
+        lines.append('%-10s %-18s %14s %16s' % (row['name'], 'x'.join(map(str, row['output_shape'])),
+                                                '{:,}'.format(row['params']), '{:,}'.format(row['macs'])))
+    lines.append('%-10s %-18s %14s %16s' % ('total', '', '{:,}'.format(summary['params']),
+                                            '{:,}'.format(summary['macs'])))
+    lines.append('%.2f M trainable parameters (+ %s batch-norm moving statistics), %.2f G multiply-adds per image'
+                 % (summary['params'] / 1e6, '{:,}'.format(summary['non_trainable']), summary['macs'] / 1e9))
+    return lines
+
+
+def main(args):
+    require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    for name in ('image_size', 'channels', 'num_classes'):
+        require(FLAGS[name].value >= 1, '--%s must be at least 1, got %s' % (name, FLAGS[name].value))
+    options = {key: FLAGS[key].value for key in variants.DEFAULTS}
+    try:
+        variants.resolve(FLAGS.depth, **options)
+    except ValueError as e:
+        raise cli.UsageError(str(e))
+    summary = summarize(FLAGS.depth, FLAGS.image_size, FLAGS.channels, FLAGS.num_classes, **options)
+    if FLAGS.json:
+        print(json.dumps(dict(summary, depth=FLAGS.depth, image_size=FLAGS.image_size, channels=FLAGS.channels,
+                              num_classes=FLAGS.num_classes), sort_keys=True))
+    else:
+        print('\n'.join(format_table(summary, FLAGS.depth, FLAGS.image_size, FLAGS.channels, FLAGS.num_classes)))
+
+
+def cli_main():
+    run_flags.define_summary()
+    cli.run('resnet_graph.summary', main)
+
+
+if __name__ == '__main__':
+    cli_main()
