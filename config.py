@@ -66,6 +66,10 @@ TRAIN = dict(
     no_residual=False,        # the plain network: no shortcut additions
     data_format='NHWC',       # NCHW needs a GPU
     variant='standard',       # standard, keras (keras.applications layout), legacy (the legacy trainer's graph)
+    # Scaling out (resnet_graph/towers.py, distributed.py, cluster.py); the cluster itself comes from TF_CONFIG.
+    num_devices=1,            # towers on this machine: the first N GPUs, else N (virtual) CPU devices
+    devices=[],               # the towers' devices by name, e.g. /gpu:0,/gpu:1 (overrides num_devices)
+    sync_replicas=False,      # in a TF_CONFIG cluster: synchronous updates (SyncReplicasOptimizer); default async
 )
 
 EVAL_BATCH_SIZE = 128

@@ -38,6 +38,17 @@ def define_train():
     define_data()
     define_recipe()
     define_architecture()
+    define_scale_out()
+
+
+def define_scale_out():
+    """The scaling-out flags of train (resnet_graph/towers.py, distributed.py)."""
+    flags.DEFINE_integer('num_devices', T['num_devices'], 'Towers on this machine, the batch split between them: '
+                         'the first N GPUs, else N virtual CPU devices.')
+    flags.DEFINE_list('devices', T['devices'], 'The towers\' devices, comma-separated, e.g. /gpu:0,/gpu:1 '
+                      '(instead of --num_devices).')
+    flags.DEFINE_boolean('sync_replicas', T['sync_replicas'], 'In a TF_CONFIG cluster: synchronous updates '
+                         '(SyncReplicasOptimizer over every worker); default asynchronous.')
 
 
 def define_summary():

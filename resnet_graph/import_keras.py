@@ -24,7 +24,8 @@ from resnet_graph.cli import require
 
 MODELS = {'resnet50': 50, 'resnet101': 101, 'resnet152': 152}
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
-IMAGENET_URL = 'https://storage.googleapis.com/tensorflow/keras-applications/resnet/%s_weights_tf_dim_ordering_tf_kernels.h5'
+IMAGENET_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/resnet/'
+                '%s_weights_tf_dim_ordering_tf_kernels.h5')
 
 
 def layer_map(depth):

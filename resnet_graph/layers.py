@@ -102,10 +102,17 @@ def _bias(y, filters, use_bias, data_format='NHWC'):
 
 
 def _conv_nchw(x, filters, kernel_size, stride, name, use_bias, padding):
-    """conv2d for NCHW ``x`` [N, C, H, W] (static H, W): explicit pads + Conv2D; same variables as NHWC."""
+    """conv2d for NCHW ``x`` [N, C, H, W]: explicit pads + Conv2D; same variables as NHWC."""
     _, in_channels, height, width = x.shape.as_list()
     with v1.variable_scope(name):
         kernel = v1.get_variable('kernel', [kernel_size, kernel_size, in_channels, filters], initializer=he_normal())
+        if height is None or width is None:  # as _unknown_size_conv
+            same = kernel_size // 2
+            if padding == 'fixed' and stride > 1 and kernel_size > 1:
+                x, padding = tf.pad(x, [[0, 0], [0, 0], [same, same], [same, same]]), 'VALID'
+            y = tf.nn.conv2d(x, kernel, strides=[1, 1, stride, stride], data_format='NCHW',
+                             padding='SAME' if padding == 'fixed' else padding)
+            return _bias(y, filters, use_bias, 'NCHW')
         top, bottom, _ = _pads(height, kernel_size, stride, padding)
         left, right, _ = _pads(width, kernel_size, stride, padding)
         if any((top, bottom, left, right)):

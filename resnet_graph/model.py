@@ -19,10 +19,8 @@ from resnet_graph import variants
 v1 = tf.compat.v1
 
 # depth -> (block kind, blocks per stage) of the ImageNet-style ResNets; the
-# CIFAR-style ones and the other variants are in ``variants``.
+# CIFAR-style ones, the widths and the other variants are in ``variants``.
 STAGES = variants.IMAGENET_STAGES
-STAGE_WIDTHS = variants.IMAGENET_WIDTHS
-BOTTLENECK_EXPANSION = variants.BOTTLENECK_EXPANSION
 POOLINGS = (None, 'avg', 'max')
 
 
@@ -49,8 +47,9 @@ class ResNet(object):
       input_tensor: optional float32 tensor [N, H, W, C] to build on instead of
         the ``input_x`` placeholder (a pipeline's output, a caller's tensor).
       label_tensor: optional int64 tensor [N] to use instead of ``input_y``.
-      training: None for an ``is_training`` placeholder (default False), or a
-        Python bool to fix the batch-norm mode when the graph is built.
+      training: None for an ``is_training`` placeholder (default False), a
+        Python bool to fix the batch-norm mode when the graph is built, or a
+        scalar bool tensor (one switch shared by several towers).
       include_top: build the classifier (global average pooling + dense), the
         loss and the metrics; False stops at the features.
       pooling: with include_top=False, None (``features`` is the last feature
@@ -117,6 +116,8 @@ class ResNet(object):
         if training is None:
             self.is_training = v1.placeholder_with_default(False, [], name='is_training')
             training = self.is_training
+        elif isinstance(training, tf.Tensor):
+            self.is_training = training
         else:
             self.is_training = tf.constant(training, name='is_training')
         self._training = training

@@ -148,7 +148,8 @@ def decoupled_decay(variables, learning_rate, weight_decay):
 
 
 def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False, optimizer='adam',
-             momentum=0.9, nesterov=False, adamw_weight_decay=0.0, clip_gradient_norm=0.0, var_list=None):
+             momentum=0.9, nesterov=False, adamw_weight_decay=0.0, clip_gradient_norm=0.0, var_list=None,
+             gradients=None, wrap_optimizer=None):
     """One optimizer step on ``loss`` with the batch-norm updates run in the same step.
 
     Args:
@@ -161,13 +162,19 @@ def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False,
         norm (tf.clip_by_global_norm); 0 leaves them.
       var_list: the variables to train (default: every trainable variable);
         variables outside it stay as they are (frozen).
+      gradients: None, or a function var_list -> [(gradient, variable)] computed
+        elsewhere (the towers' averaged gradients, resnet_graph/towers.py).
+      wrap_optimizer: None, or a function optimizer -> optimizer (the
+        SyncReplicasOptimizer of a cluster, resnet_graph/distributed.py).
     Returns:
       (train op: one update and ``global_step`` + 1, the global gradient norm
       before clipping (scalar), applied: a bool scalar tensor, False for a
       skipped update, or None without skip_nonfinite).
     """
     opt = make_optimizer(optimizer, learning_rate, momentum, nesterov)
-    grads_and_vars = [(g, v) for g, v in opt.compute_gradients(loss, var_list=var_list) if g is not None]
+    opt = wrap_optimizer(opt) if wrap_optimizer else opt
+    computed = gradients(var_list) if gradients else opt.compute_gradients(loss, var_list=var_list)
+    grads_and_vars = [(g, v) for g, v in computed if g is not None]
     gradient_norm = tf.linalg.global_norm([g for g, _ in grads_and_vars], name='gradient_norm')
     if clip_gradient_norm:
         clipped, _ = tf.clip_by_global_norm([g for g, _ in grads_and_vars], clip_gradient_norm,

@@ -22,7 +22,8 @@ CHECKPOINT_PREFIX = 'model.ckpt'
 # with other values would silently mix incompatible weights.
 ARCHITECTURE_KEYS = ('depth', 'num_classes', 'image_size', 'channels', 'dataset', 'architecture', 'shortcut',
                      'resnet_version', 'stride_in', 'width_multiplier', 'no_residual', 'data_format', 'variant',
-                     'optimizer', 'freeze_stages')  # these two fix the optimizer's slot variables
+                     'optimizer', 'freeze_stages',  # these two fix the optimizer's slot variables
+                     'validation_fraction', 'split_seed')  # and these the validation split a resume must keep
 
 
 def atomic_write_json(path, obj):

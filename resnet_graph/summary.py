@@ -87,8 +87,9 @@ def format_table(summary, depth, image_size, channels, num_classes):
     spec = summary['spec']
     lines = ['ResNet-%d (%s, v%d, %s variant, shortcut %s, stride in %s, width x%g%s, %s), input %dx%dx%d, '
              '%d classes' % (depth, spec['architecture'], spec['resnet_version'], spec['variant'], spec['shortcut'],
-                             spec['stride_in'], spec['width_multiplier'], ', no residual' if spec['no_residual'] else '',
-                             spec['data_format'], image_size, image_size, channels, num_classes),
+                             spec['stride_in'], spec['width_multiplier'],
+                             ', no residual' if spec['no_residual'] else '', spec['data_format'],
+                             image_size, image_size, channels, num_classes),
              '%-10s %-18s %14s %16s' % ('layer', 'output shape', 'parameters', 'multiply-adds')]
     for row in summary['rows']:
         lines.append('%-10s %-18s %14s %16s' % (row['name'], 'x'.join(map(str, row['output_shape'])),

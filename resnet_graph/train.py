@@ -14,7 +14,6 @@ from resnet_graph.cli import require
 from resnet_graph.run_dir import RunDir, incompatible
 
 FLAGS = run_flags.FLAGS
-DEPTHS = (18, 34, 50, 101, 152)
 
 
 def validate(cfg):
@@ -34,6 +33,8 @@ def validate(cfg):
     validate_data(cfg)
     validate_recipe(cfg)
     validate_finetune(cfg)
+    from resnet_graph import cluster
+    cluster.validate_flags(cfg)
 
 
 def validate_architecture(cfg):
@@ -53,6 +54,9 @@ def validate_data(cfg):
             % cfg['channels'])
     require(cfg['dataset'] == 'digits' or cfg['data_dir'] or cfg['download'],
             '--dataset %s needs --data_dir DIR (or --download for the public sets)' % cfg['dataset'])
+    from resnet_graph.data.download import TABLE
+    require(not cfg['download'] or cfg['dataset'] in TABLE, '--download knows %s, not %s'
+            % (', '.join(TABLE), cfg['dataset']))
 
 
 def validate_recipe(cfg):

@@ -11,6 +11,7 @@ What a crash or a kill can leave, and why every state resumes:
   the run ends (exit 0 / 130); a second signal ends the process at once,
   which the points above make safe.
 """
+import contextlib
 import math
 import os
 import signal
@@ -22,6 +23,7 @@ from data_loader import DataLoader
 from resnet_graph import finetune
 from resnet_graph import optim
 from resnet_graph import summaries
+from resnet_graph import towers
 from resnet_graph.data.pipeline import steps_per_epoch
 from resnet_graph.data.source import source_options
 from resnet_graph.inference import check_checkpoint, evaluate_ids
@@ -86,7 +88,7 @@ class Trainer(object):
     def _build(self, start_step):
         cfg = self.cfg
         graph = tf.Graph()
-        with graph.as_default():
+        with graph.as_default(), self._graph_scope():
             v1.set_random_seed(cfg['seed'])
             dataset = self.loader.train_dataset(cfg['batch_size'], cfg['seed'], start_step, self.total_steps)
             self.iterator = v1.data.make_initializable_iterator(dataset)
@@ -94,14 +96,15 @@ class Trainer(object):
             # Fed from the pipeline by default, still feedable by name for validation.
             images = v1.placeholder_with_default(images, [None] + images.shape[1:], name='input_x')
             labels = v1.placeholder_with_default(labels, [None], name='input_y')
-            self.model = finetune.build_model(cfg, self.warm_start_from, input_tensor=images, label_tensor=labels)
+            self.model = towers.build_model(cfg, self.warm_start_from, images, labels)  # one tower per device
             self.global_step = v1.train.get_or_create_global_step()
             self.learning_rate = optim.learning_rate(cfg, self.global_step, self.steps_per_epoch, self.total_steps)
             trained, self.frozen = finetune.split(self.model, cfg['freeze_stages'])
             self.train_op, gradient_norm, self.applied = optim.train_op(
                 optim.training_loss(self.model, cfg['label_smoothing']), self.learning_rate, self.global_step,
                 finetune.update_ops(self.model, self.frozen), skip_nonfinite=cfg['nan_policy'] == 'skip',
-                var_list=trained, **optim.optimizer_options(cfg))
+                var_list=trained, gradients=towers.gradients(self.model, cfg['label_smoothing']),
+                wrap_optimizer=self.wrap_optimizer, **optim.optimizer_options(cfg))
             self.summary_op = summaries.train_summary(self.model, self.learning_rate, gradient_norm,
                                                       cfg['mean'], cfg['std'])
             self.histogram_op = summaries.histogram_summary(self.model) if cfg['histogram_every'] else None
@@ -112,6 +115,17 @@ class Trainer(object):
             self.init_op = v1.global_variables_initializer()
         graph.finalize()
         return graph
+
+    # Scale-out hooks (resnet_graph/towers.py, distributed.py): a cluster's trainer overrides them.
+    wrap_optimizer = None  # or a function optimizer -> optimizer
+
+    def _graph_scope(self):
+        """A context manager around the graph's construction (a cluster's device placement)."""
+        return contextlib.nullcontext()
+
+    def _session(self, graph):
+        """The training session: local, with the towers' CPU devices when --num_devices asks for them."""
+        return v1.Session(graph=graph, config=towers.session_config(self.cfg))
 
     def _restore_or_init(self, sess, latest):
         if latest:
@@ -179,9 +193,10 @@ class Trainer(object):
         self.log('training ResNet-%d on %s: %d steps (%d per epoch, batch %d), model_dir %s'
                  % (cfg['depth'], cfg['dataset'], self.total_steps, self.steps_per_epoch, cfg['batch_size'],
                     run.path))
-        for line in [optim.describe(cfg)] + finetune.describe(self.model, self.frozen):
+        for line in ([optim.describe(cfg)] + finetune.describe(self.model, self.frozen)
+                     + towers.describe(self.model, cfg['batch_size'])):
             self.log(line)
-        with graph.as_default(), v1.Session(graph=graph) as sess, _StopOnSignal() as stop:
+        with graph.as_default(), self._session(graph) as sess, _StopOnSignal() as stop:
             self._restore_or_init(sess, latest)
             train_writer = v1.summary.FileWriter(run.join('train'), graph if start == 0 else None)
             eval_writer = v1.summary.FileWriter(run.join('eval'))

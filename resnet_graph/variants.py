@@ -52,6 +52,7 @@ VERSIONS = (1, 2)
 STRIDE_IN = ('1x1', '3x3')
 DATA_FORMATS = ('NHWC', 'NCHW')
 VARIANTS = ('standard', 'keras', 'legacy')
+BN_EPSILON = {'standard': 1e-5, 'keras': 1.001e-5, 'legacy': 1e-3}  # ours; Keras's ResNets; tf.layers' default
 CIFAR_RULE = '6n+2 (20, 32, 44, 56, 110, ...)'
 DEPTH_RULE = '%s (ImageNet-style) or %s (CIFAR-style)' % (
     ', '.join(str(d) for d in sorted(IMAGENET_STAGES)), CIFAR_RULE)
@@ -119,8 +120,8 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
                          'first stage %d channels wide after a %d-channel stem; use shortcut=B or a multiplier >= 1'
                          % (width_multiplier, out[0], stem))
     return Spec(depth, architecture, kind, blocks, inner, out, stem, shortcut, resnet_version, stride_in,
-                width_multiplier, bool(no_residual), data_format, variant,
-                conv_bias=variant != 'standard', bn_epsilon={'standard': 1e-5, 'keras': 1.001e-5, 'legacy': 1e-3}[variant])
+                width_multiplier, bool(no_residual), data_format, variant, conv_bias=variant != 'standard',
+                bn_epsilon=BN_EPSILON[variant])
 
 
 def _check_variant(depth, variant, architecture, shortcut, resnet_version, width_multiplier, no_residual):

@@ -202,6 +202,7 @@ BAD_FLAGS = [
     ['--nan_policy', 'ignore'], ['--histogram_every', '-1'], ['--trace_step', '-7'], ['--dataset', '../etc'],
     ['--depth'], ['--unknown_flag', '1'], ['positional_argument'], ['--model_dir', 'x', '--model_dir'],
     ['--validation_fraction', '1'], ['--channels', '2'], ['--augment', 'mixup'], ['--dataset', 'mnist'],
+    ['--dataset', 'folder', '--download'],
 ]
 
 

@@ -1,0 +1,222 @@
+"""TF_CONFIG, the scaling-out flags, and a whole cluster as local processes.
+
+``python -m resnet_graph.cluster --ps 1 --workers 2 -- <train flags>`` starts
+one ``python -m resnet_graph.train <train flags>`` per task on free loopback
+ports (127.0.0.1 only), each with its ``TF_CONFIG``: ``--workers N`` compute
+tasks, the first being the chief (job ``chief``) and the others ``worker``
+0 .. N-2, plus ``--ps`` parameter servers. Their output is streamed with a
+``[chief]`` / ``[worker0]`` / ``[ps0]`` prefix. The launcher exits with the
+chief's code once the chief has ended and every other task has exited (or
+was stopped: SIGTERM after ``--grace_secs``, then SIGKILL); Ctrl-C passes
+SIGINT to the chief and the workers (the chief saves a checkpoint) and
+stops the parameter servers.
+
+Nothing here imports TensorFlow: TF_CONFIG and the flags are checked before
+it loads.
+"""
+import collections
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from resnet_graph import cli
+from resnet_graph.cli import UsageError, require
+
+JOBS = ('chief', 'worker', 'ps')
+DEVICE_PATTERN = re.compile(r'^/(cpu|gpu):(\d+)$', re.IGNORECASE)
+_ADDRESS = re.compile(r'^[^\s:]+:\d{1,5}$')
+
+
+class Spec(collections.namedtuple('Spec', 'cluster task_type task_index')):
+    """A parsed TF_CONFIG: cluster {job: [host:port]}, this task's type and index.
+
+    Without a ``chief`` job, worker 0 is the chief (TensorFlow's convention).
+    """
+
+    @property
+    def compute_tasks(self):
+        """[(job, index)] of the tasks that train, the chief first."""
+        return [(job, i) for job in ('chief', 'worker') for i in range(len(self.cluster.get(job, [])))]
+
+    @property
+    def is_chief(self):
+        return self.compute_tasks[0] == (self.task_type, self.task_index)
+
+    @property
+    def replica_index(self):
+        """This compute task's position among compute_tasks (0 = the chief)."""
+        return self.compute_tasks.index((self.task_type, self.task_index))
+
+    @property
+    def name(self):
+        return 'chief' if self.task_type == 'chief' else '%s%d' % (self.task_type, self.task_index)
+
+
+def parse_tf_config(text):
+    """TF_CONFIG's text -> a Spec, or None when it is empty. UsageError naming what is wrong."""
+    if not text or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise UsageError('TF_CONFIG is not valid JSON (%s); expected e.g. {"cluster": {"chief": ["host:2222"], '
+                         '"ps": ["host:2223"]}, "task": {"type": "chief", "index": 0}}' % e)
+    require(isinstance(value, dict) and isinstance(value.get('cluster'), dict) and isinstance(value.get('task'), dict),
+            'TF_CONFIG needs two objects, "cluster" and "task"; got %s' % text.strip()[:200])
+    cluster, task = value['cluster'], value['task']
+    unknown = sorted(set(cluster) - set(JOBS))
+    require(not unknown, 'TF_CONFIG cluster has unknown job %s; valid jobs: %s' % (', '.join(unknown), ', '.join(JOBS)))
+    for job, addresses in cluster.items():
+        require(isinstance(addresses, list) and addresses and all(
+            isinstance(a, str) and _ADDRESS.match(a) for a in addresses),
+            'TF_CONFIG cluster job %r must be a non-empty list of "host:port" strings, got %r' % (job, addresses))
+    require(cluster.get('ps'), 'TF_CONFIG cluster needs a "ps" job: the parameter servers hold the variables')
+    require(cluster.get('chief') or cluster.get('worker'), 'TF_CONFIG cluster needs a "chief" (or "worker") job')
+    require(len(cluster.get('chief', [])) <= 1, 'TF_CONFIG cluster has %d chiefs; there is at most one'
+            % len(cluster.get('chief', [])))
+    task_type, index = task.get('type'), task.get('index', 0)
+    require(task_type in JOBS, 'TF_CONFIG task type %r is unknown; valid: %s' % (task_type, ', '.join(JOBS)))
+    require(task_type in cluster, 'TF_CONFIG task type %r has no job in the cluster (jobs: %s)'
+            % (task_type, ', '.join(sorted(cluster))))
+    require(isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(cluster[task_type]),
+            'TF_CONFIG task index %r is out of range: job %r has %d tasks (index 0..%d)'
+            % (index, task_type, len(cluster[task_type]), len(cluster[task_type]) - 1))
+    return Spec({job: list(cluster[job]) for job in JOBS if job in cluster}, task_type, index)
+
+
+def from_environment(environ=None):
+    """The Spec of ``$TF_CONFIG``, or None when it is unset or empty (one machine)."""
+    return parse_tf_config((os.environ if environ is None else environ).get('TF_CONFIG', ''))
+
+
+def validate_flags(cfg):
+    """Raises UsageError for a scaling-out flag out of range (train.validate calls it)."""
+    require(cfg['num_devices'] >= 1, '--num_devices must be at least 1, got %s' % cfg['num_devices'])
+    bad = [d for d in cfg['devices'] if not DEVICE_PATTERN.match(d)]
+    require(not bad, '--devices %s: each device is /cpu:N or /gpu:N, e.g. --devices /gpu:0,/gpu:1' % ','.join(bad))
+    require(len(set(d.lower() for d in cfg['devices'])) == len(cfg['devices']),
+            '--devices names a device twice: %s' % ','.join(cfg['devices']))
+    towers = len(cfg['devices']) or cfg['num_devices']
+    require(cfg['batch_size'] % towers == 0, '--batch_size %d does not split into %d towers; use a multiple of %d'
+            % (cfg['batch_size'], towers, towers))
+    if cfg['sync_replicas']:
+        require(cfg['nan_policy'] == 'stop', '--sync_replicas cannot skip updates: use --nan_policy stop')
+        require(cfg['optimizer'] != 'adamw', '--sync_replicas does not support --optimizer adamw (its decoupled '
+                'decay would apply once per worker); use adam or momentum')
+
+
+# -- the local launcher ------------------------------------------------------------
+
+
+def free_ports(count):
+    """``count`` distinct free TCP ports on 127.0.0.1 (bound together, then released)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(('127.0.0.1', 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def local_cluster(ps, workers):
+    """{job: [127.0.0.1:port]} with one chief, ``workers - 1`` workers and ``ps`` parameter servers."""
+    ports = iter(free_ports(ps + workers))
+    cluster = {'chief': ['127.0.0.1:%d' % next(ports)]}
+    if workers > 1:
+        cluster['worker'] = ['127.0.0.1:%d' % next(ports) for _ in range(workers - 1)]
+    cluster['ps'] = ['127.0.0.1:%d' % next(ports) for _ in range(ps)]
+    return cluster
+
+
+def _stream(name, pipe, lock):
+    for line in iter(pipe.readline, ''):
+        with lock:
+            sys.stdout.write('[%s] %s' % (name, line if line.endswith('\n') else line + '\n'))
+            sys.stdout.flush()
+    pipe.close()
+
+
+def _stop(processes, sig):
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(sig)
+
+
+def launch(ps, workers, train_args, grace_secs=30.0):
+    """Runs the cluster to its end; returns the chief's exit code (see the module docstring)."""
+    cluster = local_cluster(ps, workers)
+    env = dict(os.environ)
+    lock = threading.Lock()
+    tasks = [(job, i) for job in ('ps', 'worker', 'chief') for i in range(len(cluster.get(job, [])))]
+    processes, threads, names = {}, [], {}
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # handled below: the children get it from us
+    try:
+        for job, index in tasks:
+            spec = Spec(cluster, job, index)
+            env['TF_CONFIG'] = json.dumps(dict(cluster=cluster, task=dict(type=job, index=index)))
+            process = subprocess.Popen([sys.executable, '-m', 'resnet_graph.train'] + list(train_args), env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                       start_new_session=True)
+            processes[spec.name], names[process.pid] = process, spec.name
+            threads.append(threading.Thread(target=_stream, args=(spec.name, process.stdout, lock), daemon=True))
+            threads[-1].start()
+        chief = processes['chief']
+        signal.signal(signal.SIGINT, lambda *_: _stop([p for n, p in processes.items() if not n.startswith('ps')],
+                                                       signal.SIGINT))
+        code = chief.wait()
+        # After a clean end the parameter servers and workers exit by themselves; otherwise nothing waits for them.
+        deadline = time.time() + (grace_secs if code == 0 else 0)
+        for process in processes.values():
+            try:
+                process.wait(timeout=max(deadline - time.time(), 0.1))
+            except subprocess.TimeoutExpired:
+                pass
+        left = [n for n, p in processes.items() if p.poll() is None]
+        if left:
+            print('[cluster] stopping %s (still running %.0f s after the chief)' % (', '.join(left), grace_secs),
+                  flush=True)
+        return code
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        alive = list(processes.values())
+        _stop(alive, signal.SIGTERM)
+        for process in alive:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for thread in threads:
+            thread.join(timeout=5)
+
+
+def main(args):
+    from absl import flags
+    FLAGS = flags.FLAGS
+    require(FLAGS.ps >= 1, '--ps must be at least 1, got %d' % FLAGS.ps)
+    require(FLAGS.workers >= 1, '--workers must be at least 1 (the chief), got %d' % FLAGS.workers)
+    require(FLAGS.grace_secs >= 0, '--grace_secs must not be negative, got %s' % FLAGS.grace_secs)
+    return launch(FLAGS.ps, FLAGS.workers, args, FLAGS.grace_secs)
+
+
+def cli_main():
+    from absl import flags
+    flags.DEFINE_integer('ps', 1, 'Parameter servers.')
+    flags.DEFINE_integer('workers', 2, 'Compute tasks: the chief and N - 1 workers.')
+    flags.DEFINE_float('grace_secs', 30.0, 'After the chief ends, how long the other tasks get to exit by '
+                       'themselves before they are stopped.')
+    cli.run('resnet_graph.cluster', main)
+
+
+if __name__ == '__main__':
+    cli_main()

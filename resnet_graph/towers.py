@@ -1,0 +1,147 @@
+"""Several devices of one machine: one tower per device, shared variables, averaged gradients.
+
+``--num_devices N`` (or ``--devices /gpu:0,/gpu:1``) builds N copies ("towers")
+of the network in one graph, each on its own device and all on the same
+variables, which live on the parameter device (``/cpu:0``). Each batch is
+split into N equal parts, one per tower; each tower differentiates its own
+loss on its own device, and the N gradients are averaged on the parameter
+device and applied once. The batch-norm moving statistics are updated from
+the first tower's batch (as TF1's multi-tower examples do); there is no
+synchronised batch norm, so in training mode each tower normalises with
+its own part of the batch.
+
+Devices: ``--devices`` names them; ``--num_devices N`` takes the first N
+GPUs when the machine has at least N, else N CPU devices. CPU devices beyond
+the first are virtual: the session is created with ``device_count={'CPU': N}``
+(TensorFlow's own way of splitting one CPU into several devices), so the
+same command runs, and is tested, on a CPU-only machine.
+"""
+import tensorflow as tf
+
+from resnet_graph import finetune
+from resnet_graph.cli import UsageError
+from resnet_graph.cluster import DEVICE_PATTERN
+from resnet_graph.model import ResNet
+
+v1 = tf.compat.v1
+
+PARAMETER_DEVICE = '/cpu:0'
+# Op types that hold state: they stay on the parameter device, whichever tower builds them.
+_STATE_OPS = ('Variable', 'VariableV2', 'VarHandleOp')
+
+
+def tower_devices(cfg):
+    """The towers' device names from ``cfg`` (devices, num_devices): a list, empty for one device.
+
+    Raises UsageError when --num_devices asks for more GPUs than the machine has (and it has some).
+    """
+    devices = [d.lower() for d in cfg.get('devices') or []]
+    if devices:
+        return devices
+    count = cfg.get('num_devices', 1)
+    if count <= 1:
+        return []
+    gpus = len(tf.config.list_physical_devices('GPU'))
+    if gpus and gpus < count:
+        raise UsageError('--num_devices %d but this machine has %d GPUs; use --num_devices %d or name the devices '
+                         'with --devices' % (count, gpus, gpus))
+    return ['/%s:%d' % ('gpu' if gpus else 'cpu', i) for i in range(count)]
+
+
+def session_config(cfg):
+    """A ConfigProto giving the session the CPU devices the towers name, or None for one device."""
+    devices = tower_devices(cfg)
+    if not devices:
+        return None
+    cpus = max([int(DEVICE_PATTERN.match(d).group(2)) + 1 for d in devices if d.startswith('/cpu')] + [1])
+    return v1.ConfigProto(device_count={'CPU': cpus}, allow_soft_placement=True)
+
+
+def _placer(device):
+    """A device function: state ops on the parameter device, every other op on ``device``."""
+    def place(op):
+        return PARAMETER_DEVICE if op.type in _STATE_OPS else device
+    return place
+
+
+def build_model(cfg, warm_start_from, images, labels):
+    """The trainer's network: ``finetune.build_model`` for one device, else ``Towers``.
+
+    Args:
+      images: float32 [B, S, S, C] (B divisible by the number of towers); labels: int64 [B].
+    """
+    devices = tower_devices(cfg)
+    if not devices:
+        return finetune.build_model(cfg, warm_start_from, input_tensor=images, label_tensor=labels)
+    return Towers(cfg, devices, images, labels, warm_start_from)
+
+
+def gradients(model, label_smoothing=0.0):
+    """For ``optim.train_op(gradients=...)``: the towers' averaged gradients, or None for one network."""
+    if not isinstance(model, Towers):
+        return None
+    return lambda var_list: model.average_gradients(var_list, label_smoothing)
+
+
+class Towers(object):
+    """N ResNet towers on shared variables, seen by the trainer as one network.
+
+    ``input_x`` / ``input_y`` are the whole batch; tower i takes rows
+    [i * n // N, (i + 1) * n // N), so a fed validation batch of any size is
+    split too. ``logits`` [n, K] concatenates the towers' logits on the
+    parameter device, and the metrics (loss, accuracy, ...) are computed from
+    them exactly as ``ResNet`` does: the loss is the whole batch's. Other
+    attributes (variables, update_ops of the first tower, endpoints, ...) are
+    the first tower's.
+    """
+
+    def __init__(self, cfg, devices, images, labels, warm_start_from=''):
+        self.devices = list(devices)
+        self.input_x, self.input_y = images, tf.cast(labels, tf.int64)
+        self.is_training = v1.placeholder_with_default(False, [], name='is_training')
+        count = tf.shape(images)[0]
+        self.towers = []
+        for i, device in enumerate(self.devices):
+            with tf.name_scope('tower%d' % i), v1.device(_placer(device)):
+                start, end = count * i // len(devices), count * (i + 1) // len(devices)
+                kwargs = dict(input_tensor=images[start:end], label_tensor=self.input_y[start:end],
+                              training=self.is_training, reuse=True if i else None)
+                self.towers.append(finetune.build_model(cfg, '' if i else warm_start_from, **kwargs))
+        first = self.towers[0]
+        self.num_classes, self.regularization_loss = first.num_classes, first.regularization_loss
+        with tf.device(PARAMETER_DEVICE):
+            self.logits = tf.concat([t.logits for t in self.towers], 0, name='logits')
+            ResNet._build_outputs(self)
+
+    def __getattr__(self, name):
+        if name == 'towers':  # not built yet
+            raise AttributeError(name)
+        return getattr(self.towers[0], name)
+
+    def average_gradients(self, var_list=None, label_smoothing=0.0):
+        """Each tower's gradients on its device, averaged on the parameter device.
+
+        Returns a list of (gradient or None, variable) over ``var_list`` (default:
+        the trainable variables), as ``Optimizer.compute_gradients`` does.
+        """
+        from resnet_graph import optim
+        var_list = list(var_list if var_list is not None else self.towers[0].trainable_variables)
+        per_tower = []
+        for i, (tower, device) in enumerate(zip(self.towers, self.devices)):
+            with tf.name_scope('tower%d_gradients' % i), tf.device(device):
+                loss = optim.training_loss(tower, label_smoothing)
+                per_tower.append(v1.gradients(loss, var_list, colocate_gradients_with_ops=True))
+        averaged = []
+        with tf.device(PARAMETER_DEVICE), tf.name_scope('average_gradients'):
+            for variable, grads in zip(var_list, zip(*per_tower)):
+                grads = [g for g in grads if g is not None]
+                averaged.append((tf.add_n(grads) / float(len(grads)) if grads else None, variable))
+        return averaged
+
+
+def describe(model, batch_size):
+    """Log lines: the towers and their share of the batch (none for one device)."""
+    if not isinstance(model, Towers):
+        return []
+    return ['towers: %d on %s (batch %d split %d per tower); BN statistics from the first tower'
+            % (len(model.devices), ', '.join(model.devices), batch_size, batch_size // len(model.devices))]
