@@ -120,15 +120,18 @@ def resolve_config():
 
 def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    from resnet_graph import cluster
+    spec = cluster.from_environment()  # TF_CONFIG (several machines), checked before TensorFlow loads
     cfg = resolve_config()
     from resnet_graph.model import check_data_format
     try:  # before the data and the graph: NCHW on a machine without a GPU
         check_data_format(cfg['data_format'])
     except ValueError as e:
         raise cli.UsageError('--%s' % e)
-    from resnet_graph.trainer import Trainer, TrainingError
-    try:
-        result = Trainer(cfg, log=lambda line: print(line, flush=True)).train()
+    from resnet_graph import distributed
+    from resnet_graph.trainer import TrainingError
+    try:  # a plain Trainer without TF_CONFIG
+        result = distributed.trainer(cfg, spec, log=lambda line: print(line, flush=True)).train()
     except OSError as e:
         raise cli.UsageError('cannot write the run directory %s: %s' % (cfg['model_dir'], e.strerror or e))
     except TrainingError as e:

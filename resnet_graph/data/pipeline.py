@@ -29,12 +29,6 @@ def decode(data, channels):
     return tf.image.convert_image_dtype(image, tf.float32)
 
 
-def channel_stats(images):
-    """images float [N, h, w, c] -> (mean, std), two lists of c floats (std floored at 1e-3)."""
-    flat = images.reshape(-1, images.shape[-1]).astype(np.float64)
-    return flat.mean(axis=0).tolist(), np.maximum(flat.std(axis=0), 1e-3).tolist()
-
-
 def steps_per_epoch(num_examples, batch_size):
     """Full batches per epoch (the last partial batch is dropped, as in the official trainers)."""
     return max(num_examples // batch_size, 1)
