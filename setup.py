@@ -13,7 +13,7 @@ setup(
     py_modules=['config', 'data_loader'],
     package_data={'resnet_graph.data': ['digits.npz']},
     install_requires=['tensorflow>=2.16', 'numpy', 'absl-py'],
-    extras_require={'test': ['pytest', 'pillow', 'matplotlib'], 'tensorboard': ['tensorboard'],
+    extras_require={'test': ['pytest', 'pytest-xdist', 'pillow', 'matplotlib'], 'tensorboard': ['tensorboard'],
                     'plot': ['matplotlib']},
     entry_points={'console_scripts': [
         'resnet-graph-train=resnet_graph.train:cli_main',

@@ -9,7 +9,7 @@ tasks, the first being the chief (job ``chief``) and the others ``worker``
 chief's code once the chief has ended and every other task has exited (or
 was stopped: SIGTERM after ``--grace_secs``, then SIGKILL); Ctrl-C passes
 SIGINT to the chief and the workers (the chief saves a checkpoint) and
-stops the parameter servers.
+stops the parameter servers; SIGTERM stops every task.
 
 Nothing here imports TensorFlow: TF_CONFIG and the flags are checked before
 it loads.
@@ -158,8 +158,17 @@ def launch(ps, workers, train_args, grace_secs=30.0):
     env = dict(os.environ)
     lock = threading.Lock()
     tasks = [(job, i) for job in ('ps', 'worker', 'chief') for i in range(len(cluster.get(job, [])))]
-    processes, threads, names = {}, [], {}
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # handled below: the children get it from us
+    processes, threads = {}, []
+
+    def interrupt(signum, frame):  # Ctrl-C: the chief saves a checkpoint and ends, which ends the launch
+        _stop([p for n, p in processes.items() if not n.startswith('ps')], signal.SIGINT)
+
+    def terminate(signum, frame):  # SIGTERM: stop every task (the finally below), exit 143
+        raise SystemExit(128 + signum)
+
+    # Python handlers, not SIG_IGN: an ignored signal would stay ignored in the children.
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, interrupt),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, terminate)}
     try:
         for job, index in tasks:
             spec = Spec(cluster, job, index)
@@ -167,12 +176,10 @@ def launch(ps, workers, train_args, grace_secs=30.0):
             process = subprocess.Popen([sys.executable, '-m', 'resnet_graph.train'] + list(train_args), env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        start_new_session=True)
-            processes[spec.name], names[process.pid] = process, spec.name
+            processes[spec.name] = process
             threads.append(threading.Thread(target=_stream, args=(spec.name, process.stdout, lock), daemon=True))
             threads[-1].start()
         chief = processes['chief']
-        signal.signal(signal.SIGINT, lambda *_: _stop([p for n, p in processes.items() if not n.startswith('ps')],
-                                                       signal.SIGINT))
         code = chief.wait()
         # After a clean end the parameter servers and workers exit by themselves; otherwise nothing waits for them.
         deadline = time.time() + (grace_secs if code == 0 else 0)
@@ -183,11 +190,11 @@ def launch(ps, workers, train_args, grace_secs=30.0):
                 pass
         left = [n for n, p in processes.items() if p.poll() is None]
         if left:
-            print('[cluster] stopping %s (still running %.0f s after the chief)' % (', '.join(left), grace_secs),
-                  flush=True)
+            print('[cluster] the chief exited with code %d; stopping %s' % (code, ', '.join(left)), flush=True)
         return code
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         alive = list(processes.values())
         _stop(alive, signal.SIGTERM)
         for process in alive:

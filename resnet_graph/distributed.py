@@ -19,7 +19,8 @@ and starts a ``tf.compat.v1.train.Server`` for its task.
 
 Asynchronous by default: each compute task applies its own gradients to the
 shared variables, so the global step can pass the last step by up to one step
-per worker. ``--sync_replicas``: ``SyncReplicasOptimizer`` aggregates one
+per worker, and a checkpoint is a snapshot taken while the workers go on (its
+``global_step`` can be past the step in its name). ``--sync_replicas``: ``SyncReplicasOptimizer`` aggregates one
 gradient from each compute task per step; at the end the chief hands every
 worker one more token so none stays blocked.
 
@@ -31,6 +32,8 @@ import time
 
 import tensorflow as tf
 
+from resnet_graph import summaries
+from resnet_graph import towers
 from resnet_graph.trainer import Trainer, TrainingError, _duration
 
 v1 = tf.compat.v1
@@ -50,16 +53,19 @@ def trainer(cfg, spec, log=print):
     return ClusterTrainer(cfg, spec, log)
 
 
-def session_config(spec):
-    """Each task talks only to the parameter servers and itself (so a missing worker blocks no one)."""
-    return v1.ConfigProto(device_filters=['/job:ps', '/job:%s/task:%d' % (spec.task_type, spec.task_index)],
-                          allow_soft_placement=True)
+def session_config(spec, cfg=None):
+    """Each task talks only to the parameter servers and itself (so a missing worker blocks no one); a
+    compute task's server also gets the CPU devices its towers name (``cfg``: the run's configuration)."""
+    config = (towers.session_config(cfg) if cfg else None) or v1.ConfigProto()
+    config.device_filters.extend(['/job:ps', '/job:%s/task:%d' % (spec.task_type, spec.task_index)])
+    config.allow_soft_placement = True
+    return config
 
 
-def start_server(spec):
+def start_server(spec, cfg=None):
     """A gRPC ``tf.compat.v1.train.Server`` for this task of the cluster."""
     return v1.train.Server(tf.train.ClusterSpec(spec.cluster), job_name=spec.task_type, task_index=spec.task_index,
-                           protocol='grpc', config=session_config(spec), start=True)
+                           protocol='grpc', config=session_config(spec, cfg), start=True)
 
 
 def _queue(name, device, capacity):
@@ -101,7 +107,11 @@ class ClusterTrainer(Trainer):
         if not spec.is_chief:  # its own data order; the chief keeps the run's seed (saved in config.json)
             self.cfg = dict(self.cfg, seed=self.cfg['seed'] + spec.replica_index)
         self.sync = None
-        self.server = start_server(spec)
+        # A compute task can run more steps than the run has (its stale gradients are dropped in sync mode, the
+        # global step moves on without it in async mode), so its data order repeats instead of running out.
+        train_dataset = self.loader.train_dataset
+        self.loader.train_dataset = lambda *args: train_dataset(*args).repeat()
+        self.server = start_server(spec, self.cfg)
 
     # -- graph -----------------------------------------------------------------------
 
@@ -112,7 +122,8 @@ class ClusterTrainer(Trainer):
         with v1.device(setter):
             yield
         # Built last, outside the setter: what the tasks tell each other.
-        self.ready_op = v1.report_uninitialized_variables()
+        # The shared (global) variables only: a task's local ones (the sync local step) are its own to initialise.
+        self.ready_op = None if self.spec.is_chief else v1.report_uninitialized_variables(v1.global_variables())
         self.release_ps = [q.enqueue(1) for q in _stop_queues(self.spec)]
         done = _queue(_DONE_QUEUE, '/job:ps/task:0', 1000)
         self.report_done, self.take_done = done.enqueue(1), done.dequeue()
@@ -123,6 +134,7 @@ class ClusterTrainer(Trainer):
             self.sync_init_tokens = self.sync.get_init_tokens_op()
             self.sync_release = self.sync.get_init_tokens_op(workers)
             self.sync_local_init = self.sync.local_step_init_op
+            self.sync.ready_for_local_init_op.mark_used()  # SyncReplicasOptimizer's, for MonitoredTrainingSession
 
     def wrap_optimizer(self, optimizer):
         """With --sync_replicas: SyncReplicasOptimizer over every compute task; else the optimizer itself."""
@@ -134,13 +146,13 @@ class ClusterTrainer(Trainer):
         return self.sync
 
     def _session(self, graph):
-        return v1.Session(self.server.target, graph=graph, config=session_config(self.spec))
+        return v1.Session(self.server.target, graph=graph, config=session_config(self.spec, self.cfg))
 
     # -- the chief: Trainer.train with a global-step-aware loop ---------------------------
 
     def train(self):
         if self.spec.is_chief:
-            self.log('chief of a cluster of %d compute tasks and %d parameter servers (%s)'
+            self.log('chief of a cluster of %d compute task(s) and %d parameter server(s), %s'
                      % (len(self.spec.compute_tasks), len(self.spec.cluster['ps']),
                         'synchronous' if self.cfg['sync_replicas'] else 'asynchronous'))
             return super().train()
@@ -158,20 +170,28 @@ class ClusterTrainer(Trainer):
         every_step = [self.train_op, self.model.loss] + ([self.applied] if self.applied is not None else [])
         logged = [self.model.accuracy, self.learning_rate, self.summary_op]
         window_start, window_first = time.time(), step
+        next_log = (step // cfg['log_every'] + 1) * cfg['log_every']
         while step < self.total_steps and not stop.received:
-            log_now = (step + 1) // cfg['log_every'] > step // cfg['log_every'] or step + 1 >= self.total_steps
+            # Other tasks move the global step too: log at the first step of ours at or past each log point.
+            log_now = step + 1 >= min(next_log, self.total_steps)
             values = sess.run(every_step + (logged if log_now else []), feed)
             before, step = step, int(sess.run(self.global_step))
             self._check_loss(values[1], values[2] if self.applied is not None else True, step)
-            if log_now:
+            if log_now and step >= min(next_log, self.total_steps):
                 accuracy, lr, summary = values[-3:]
                 now = time.time()
-                rate = (step - window_first) * cfg['batch_size'] / max(now - window_start, 1e-9)
+                replicas = len(self.spec.compute_tasks) if self.sync is not None else 1  # batches per step
+                rate = (step - window_first) * cfg['batch_size'] * replicas / (now - window_start)
                 self.log('step %d/%d epoch %d loss %.4f accuracy %.4f lr %.2e %.1f examples/sec (cluster) %s left'
                          % (step, self.total_steps, (step - 1) // self.steps_per_epoch + 1, values[1], accuracy, lr,
-                            rate, _duration((self.total_steps - step) * cfg['batch_size'] / max(rate, 1e-9))))
+                            rate, _duration((self.total_steps - step) * cfg['batch_size'] * replicas / rate)))
                 train_writer.add_summary(summary, step)
+                summaries.scalars(train_writer, step, examples_per_sec=rate)
                 window_start, window_first = now, step
+                next_log = (step // cfg['log_every'] + 1) * cfg['log_every']
+            every = cfg['histogram_every']
+            if self.histogram_op is not None and step // every > before // every:
+                train_writer.add_summary(sess.run(self.histogram_op), step)
             if step // self.eval_every > before // self.eval_every or step >= self.total_steps:
                 best = self._validate(sess, step, eval_writer, best)
                 self._save(self.saver, sess, self.run.checkpoint_prefix, step)

@@ -86,7 +86,12 @@ def validate_recipe(cfg):
 
 def validate_finetune(cfg):
     """Raises UsageError for fine-tuning flags out of range or without --warm_start_from."""
-    require(0 <= cfg['freeze_stages'] <= 4, '--freeze_stages must be in [0, 4], got %s' % cfg['freeze_stages'])
+    from resnet_graph import variants
+    stages = len(variants.resolve(cfg['depth'], **variants.from_config(cfg)).num_blocks)
+    require(0 <= cfg['freeze_stages'] <= stages, '--freeze_stages must be in [0, %d] (the stages of this network), '
+            'got %s' % (stages, cfg['freeze_stages']))
+    require(not cfg['freeze_stages'] or cfg.get('variant', 'standard') != 'legacy', '--freeze_stages does not '
+            'apply to --variant legacy (its layers are not named by stage); fine-tune it without freezing')
     for flag in ('warm_start_exclude', 'freeze_stages'):
         require(cfg['warm_start_from'] or not cfg[flag], '--%s needs --warm_start_from (a trained run directory '
                 'or checkpoint)' % flag)

@@ -31,3 +31,20 @@ def tf_graph():
     graph = tf.Graph()
     with graph.as_default():
         yield graph
+
+
+def seeded_logits(batch, *args, seed=3, **kwargs):
+    """Logits of ``ResNet(*args, **kwargs)`` on ``batch`` with graph seed ``seed``, BN in training mode.
+
+    Two calls that differ only in an option that keeps the arithmetic (fast
+    convolutions, data format) give the same weights, so equal logits.
+    """
+    import tensorflow as tf
+    from resnet_graph.model import ResNet
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        v1.set_random_seed(seed)
+        model = ResNet(*args, **kwargs)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            return sess.run(model.logits, {model.input_x: batch, model.is_training: True})

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import seeded_logits
 from resnet_graph import layers
 from resnet_graph.model import ResNet
 
@@ -60,14 +61,7 @@ def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, tf_graph):
 
 def test_fast_and_plain_networks_give_the_same_logits():
     batch = np.random.RandomState(2).rand(4, 32, 32, 3).astype(np.float32)
-    outputs = []
-    for fast in (True, False):
-        with tf.Graph().as_default():
-            v1.set_random_seed(3)
-            model = ResNet(50, 10, 32, 32, 3, fast_conv=fast)
-            with v1.Session() as sess:
-                sess.run(v1.global_variables_initializer())
-                outputs.append(sess.run(model.logits, {model.input_x: batch, model.is_training: True}))
+    outputs = [seeded_logits(batch, 50, 10, 32, 32, 3, fast_conv=fast) for fast in (True, False)]
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
 
 

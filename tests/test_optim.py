@@ -199,7 +199,9 @@ def test_weight_decay_counts_conv_and_dense_kernels_only(tf_graph):
     (['--clip_gradient_norm', '-1'], '--clip_gradient_norm must be a number >= 0'),
     (['--warmup_epochs', '12'], '--warmup_epochs 12.0 must be shorter than the run'),
     (['--freeze_stages', '2'], '--freeze_stages needs --warm_start_from'),
-    (['--warm_start_from', 'x', '--freeze_stages', '5'], '--freeze_stages must be in [0, 4]'),
+    (['--warm_start_from', 'x', '--freeze_stages', '5'], '--freeze_stages must be in [0, 4] (the stages'),
+    (['--depth', '20', '--warm_start_from', 'x', '--freeze_stages', '4'], '--freeze_stages must be in [0, 3]'),
+    (['--variant', 'legacy', '--warm_start_from', 'x', '--freeze_stages', '1'], 'does not apply to --variant legacy'),
     (['--warm_start_from', 'x', '--warm_start_exclude', 'head/,(['], 'is not a regular expression'),
 ])
 def test_bad_recipe_flags_exit_2_with_one_line(args, message, tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import error_lines, run_cli
+from conftest import error_lines, run_cli, seeded_logits
 from resnet_graph import variants
 from resnet_graph.inference import RestoredRun
 from resnet_graph.model import ResNet, check_data_format
@@ -147,14 +147,7 @@ def test_nchw_graph_has_the_same_variables(tf_graph):
 @pytest.mark.skipif(not HAS_GPU, reason='NCHW convolutions run on a GPU only')
 def test_nchw_logits_equal_nhwc_on_gpu():
     batch = np.random.RandomState(2).rand(4, 16, 16, 3).astype(np.float32)
-    outputs = []
-    for data_format in ('NHWC', 'NCHW'):
-        with tf.Graph().as_default():
-            v1.set_random_seed(3)
-            model = ResNet(18, 10, 16, 16, 3, data_format=data_format)
-            with v1.Session() as sess:
-                sess.run(v1.global_variables_initializer())
-                outputs.append(sess.run(model.logits, {model.input_x: batch, model.is_training: True}))
+    outputs = [seeded_logits(batch, 18, 10, 16, 16, 3, data_format=f) for f in ('NHWC', 'NCHW')]
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-3, atol=1e-3)
 
 
