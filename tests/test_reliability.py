@@ -168,8 +168,25 @@ def test_flag_fuzz_every_bad_value_gets_exit_2_one_line_and_no_files(tmp_path):
         lines = error_lines(result.stderr)
         assert len(lines) == 1 and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
         assert os.listdir(tmp_path) == [], args
-    for module, args in (('evaluate', ['--split', 'dev']), ('evaluate', ['--model_dir', tmp_path / 'none']),
-                         ('predict', ['--top_k', '0', '--model_dir', 'x', 'f.png']), ('predict', ['--json=maybe'])):
+    other_commands = (
+        ('evaluate', ['--split', 'dev']), ('evaluate', ['--model_dir', tmp_path / 'none']),
+        ('predict', ['--top_k', '0', '--model_dir', 'x', 'f.png']), ('predict', ['--json=maybe']),
+        ('export', ['--format', 'onnx']), ('export', ['--model_dir', 'none', '--format', 'saved_model', '--out', 'm']),
+        ('plot', ['--model_dir', 'none']), ('summary', ['--depth', '21']), ('summary', ['--width_multiplier', '0']),
+        ('import_keras', ['--model', 'resnet18']), ('import_keras', ['--model', 'resnet50', '--weights', 'imagenet',
+                                                                     '--model_dir', 'r']),
+        ('benchmark', ['--batch_size', '0']), ('benchmark', ['--mode', 'serve']))
+    for module, args in other_commands:
         result = run_cli(module, *args, cwd=tmp_path)
         assert result.returncode == 2 and len(error_lines(result.stderr)) == 1, (module, args, result.stderr)
         assert os.listdir(tmp_path) == []
+
+
+def test_an_unwritable_model_dir_is_one_line_and_exit_2(tmp_path):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a directory')
+    result = run_cli('train', *FAST, '--model_dir', blocker / 'run', '--max_steps', 2)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    line, = error_lines(result.stderr)
+    assert 'cannot write the run directory %s' % (blocker / 'run') in line
+    assert sorted(os.listdir(tmp_path)) == ['a_file'] and blocker.read_text() == 'not a directory'
