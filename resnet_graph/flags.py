@@ -102,8 +102,9 @@ def define_data():
     flags.DEFINE_integer('split_seed', T['split_seed'], 'Seed of the validation split (kept by a resumed run).')
     flags.DEFINE_integer('channels', T['channels'], 'Image channels the network sees: 1, 3 or 4; 0 keeps the '
                          "data set's own.")
-    flags.DEFINE_enum('augment', T['augment'], ['none', 'cifar', 'imagenet'], 'Training augmentation: cifar '
-                      '(pad 4 + random crop + flip) or imagenet (random-resized crop + flip).')
+    flags.DEFINE_enum('augment', T['augment'], ['none', 'cifar', 'imagenet', 'affine'], 'Training augmentation: '
+                      'cifar (pad 4 + random crop + flip), imagenet (random-resized crop + flip) or affine '
+                      '(rotation, shift, zoom, flip).')
     flags.DEFINE_boolean('strict_data', T['strict_data'], 'A corrupt image is an error (default: skipped, counted).')
     flags.DEFINE_boolean('download', T['download'], 'Download mnist, fashion_mnist, cifar10 or cifar100 into '
                          '--data_dir (default: the cache directory) when missing.')

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import TINY, error_lines, run_cli
 from data_loader import DataLoader
@@ -417,3 +418,31 @@ def test_truncated_tfrecord_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(UsageError, match='train-00001-of-00002 is truncated: record 7 at byte'):
         load_source('tfrecord', str(tmp_path))
+
+
+def test_affine_transforms_mirror_rotate_and_shift_exactly():
+    from resnet_graph.data import augment
+    images = tf.constant(np.random.RandomState(0).rand(2, 6, 6, 3), tf.float32)
+
+    def transform(angle=0.0, zoom=1.0, shift_x=0.0, shift_y=0.0, flip=False):
+        t = augment.affine_transforms(tf.fill([2], angle), tf.fill([2], zoom), tf.fill([2], shift_x),
+                                      tf.fill([2], shift_y), tf.fill([2], flip), 6)
+        return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=t, output_shape=[6, 6], fill_value=0.0,
+                                                     interpolation='BILINEAR', fill_mode='NEAREST').numpy()
+
+    np.testing.assert_allclose(transform(), images.numpy(), atol=1e-6)
+    np.testing.assert_allclose(transform(flip=True), images.numpy()[:, :, ::-1], atol=1e-6)
+    # a positive angle turns the content counter-clockwise as displayed (rows down, columns right)
+    np.testing.assert_allclose(transform(angle=np.pi / 2), np.rot90(images.numpy(), k=1, axes=(1, 2)), atol=1e-5)
+    shifted = transform(shift_x=2.0)  # content moves 2 pixels right, the left edge column repeated
+    np.testing.assert_allclose(shifted[:, :, 2:], images.numpy()[:, :, :-2], atol=1e-6)
+    np.testing.assert_allclose(shifted[:, :, 0], images.numpy()[:, :, 0], atol=1e-6)
+
+
+def test_affine_policy_is_deterministic_under_the_seed():
+    from resnet_graph.data import augment
+    images = tf.constant(np.random.RandomState(1).rand(4, 8, 8, 1), tf.float32)
+    first = augment.apply(images, 'affine', tf.constant([5, 3])).numpy()
+    np.testing.assert_array_equal(first, augment.apply(images, 'affine', tf.constant([5, 3])).numpy())
+    assert not np.allclose(first, augment.apply(images, 'affine', tf.constant([5, 4])).numpy())
+    assert not np.allclose(first, images.numpy()) and first.shape == (4, 8, 8, 1)

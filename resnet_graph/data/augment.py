@@ -6,14 +6,19 @@ Policies:
             S x S crop, random horizontal flip.
   imagenet  random-resized crop (8 %..100 % of the area, aspect 3/4..4/3)
             resized back to S x S, random horizontal flip.
+  affine    small rotations (+-15 degrees), shifts (+-10 % of the side), zoom
+            (0.9..1.1) and horizontal flip, the edge pixels extending into the
+            uncovered border (Keras ImageDataGenerator's 'nearest' fill), as in
+            the CIFAR-10 tutorials of Keras.
 
 The random numbers are stateless, drawn from (run seed, step): a step gets the
 same augmentation whether the run was resumed or not.
 """
 import tensorflow as tf
 
-POLICIES = ('none', 'cifar', 'imagenet')
+POLICIES = ('none', 'cifar', 'imagenet', 'affine')
 PAD = 4
+AFFINE = dict(degrees=15.0, shift=0.1, zoom=0.1)
 
 
 def _flip(boxes, flip):
@@ -44,6 +49,40 @@ def _imagenet_boxes(batch, seed):
     return tf.stack([top, left, top + height, left + width], axis=1)
 
 
+def affine_transforms(angle, zoom, shift_x, shift_y, flip, size):
+    """Per-image projective transforms (output pixel -> input pixel) for ImageProjectiveTransformV3.
+
+    Args:
+      angle: float32 [B] rotation in radians about the image centre.
+      zoom: float32 [B] scale (> 1 enlarges the content).
+      shift_x, shift_y: float32 [B] translations of the content in pixels.
+      flip: bool [B], mirror horizontally.
+      size: side S of the square images.
+    Returns:
+      float32 [B, 8]: rows (a0, a1, a2, b0, b1, b2, 0, 0) with
+      input_x = a0 x + a1 y + a2, input_y = b0 x + b1 y + b2.
+    """
+    centre = (size - 1) / 2.0
+    mirror = tf.where(flip, -1.0, 1.0)
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    a0, a1 = cos * mirror, -sin * mirror
+    b0, b1 = sin, cos
+    a2 = centre - a0 * centre - a1 * centre - shift_x
+    b2 = centre - b0 * centre - b1 * centre - shift_y
+    zeros = tf.zeros_like(a0)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+def _affine(images, seed):
+    size = images.shape[1]
+    draws = tf.random.stateless_uniform([tf.shape(images)[0], 5], seed, -1.0, 1.0)
+    transforms = affine_transforms(draws[:, 0] * AFFINE['degrees'] * 3.141592653589793 / 180.0,
+                                   1.0 + draws[:, 1] * AFFINE['zoom'], draws[:, 2] * AFFINE['shift'] * size,
+                                   draws[:, 3] * AFFINE['shift'] * size, draws[:, 4] < 0.0, size)
+    return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=[size, size],
+                                                 fill_value=0.0, interpolation='BILINEAR', fill_mode='NEAREST')
+
+
 def apply(images, policy, seed):
     """Augments a training batch.
 
@@ -61,6 +100,8 @@ def apply(images, policy, seed):
     size = images.shape[1]
     batch = tf.shape(images)[0]
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    if policy == 'affine':
+        return _affine(images, seeds[0])
     if policy == 'cifar':
         images = tf.pad(images, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
         boxes = _cifar_boxes(batch, size, seeds[0])
