@@ -34,6 +34,7 @@ TRAIN = dict(
     trace_step=-1,           # -1: no Chrome trace
     max_to_keep=5,
     seed=0,
+    conv='shape_aware',      # or plain tf.nn.conv2d: faster on the development machine, see the README's Performance
     nan_policy='stop',       # stop: end the run at a NaN/Inf loss; skip: skip that update and go on
     # Data sources (resnet_graph/data/): split, channels, augmentation, bad files, download.
     validation_fraction=0.1,  # of each class of the training files (sets without a fixed split)

@@ -86,7 +86,8 @@ def run_ours(spec):
             images, labels = synthetic_batch(spec)
         train = spec['mode'] == 'train'
         net = ResNet(spec['depth'], spec['num_classes'], spec['image_size'], spec['image_size'], spec['channels'],
-                     input_tensor=images, label_tensor=labels, training=train, weight_decay=1e-4)
+                     input_tensor=images, label_tensor=labels, training=train, weight_decay=1e-4,
+                     fast_conv=spec['conv'] == 'shape_aware')
         if train:
             global_step = v1.train.get_or_create_global_step()
             # The train command's default step: its learning rate schedule and optimizer.

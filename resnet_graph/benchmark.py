@@ -90,7 +90,7 @@ def main(args):
     validate()
     spec = {name: FLAGS[name].value for name in ('depth', 'image_size', 'batch_size', 'channels', 'num_classes',
                                                  'mode', 'data', 'dataset', 'data_dir', 'steps', 'warmup',
-                                                 'compare', 'xla')}
+                                                 'compare', 'xla', 'conv')}
     report = measure(spec)
     print(json.dumps(report, sort_keys=True) if FLAGS.json else format_report(report))
 

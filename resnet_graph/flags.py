@@ -33,6 +33,8 @@ def define_train():
                          'train/; -1: none.')
     flags.DEFINE_integer('max_to_keep', T['max_to_keep'], 'Rolling checkpoints kept.')
     flags.DEFINE_integer('seed', T['seed'], 'Seed of the initialisation and the data order.')
+    flags.DEFINE_enum('conv', T['conv'], ['shape_aware', 'plain'], 'Convolutions: the shape-aware forms of '
+                      'layers.conv2d (same arithmetic; faster where the CPU convolution is slow), or plain tf.nn.conv2d.')
     flags.DEFINE_enum('nan_policy', T['nan_policy'], ['stop', 'skip'], 'At a NaN or Inf loss: stop the run '
                       '(nothing is saved after it) or skip that update and count it.')
     define_data()
@@ -194,4 +196,5 @@ def define_benchmark():
     flags.DEFINE_integer('warmup', 3, 'Untimed steps first.')
     flags.DEFINE_enum('compare', '', ['', 'keras'], 'Also time the equivalent Keras model.')
     flags.DEFINE_enum('xla', 'off', ['off', 'on'], 'XLA auto-clustering of our graph.')
+    flags.DEFINE_enum('conv', T['conv'], ['shape_aware', 'plain'], 'Our convolutions (as the train flag).')
     flags.DEFINE_boolean('json', False, 'Print one JSON object.')

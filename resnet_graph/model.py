@@ -66,7 +66,9 @@ class ResNet(object):
       weight_decay: L2 factor on conv and dense kernels (not BN, not biases).
       bn_momentum: decay of the batch-norm moving averages per step.
       zero_init_residual: start the last BN gamma of every block at 0.
-      fast_conv: use the exact shape-aware convolutions of ``layers.conv2d``.
+      fast_conv: use the exact shape-aware convolutions of ``layers.conv2d``
+        (the train flag ``--conv shape_aware``, its default); False: plain
+        ``tf.nn.conv2d`` (``--conv plain``; see the README's Performance).
       architecture, shortcut, resnet_version, stride_in, width_multiplier,
       no_residual, data_format, variant: the variants (``resnet_graph/variants.py``
         says what each does; ``self.spec`` holds them resolved).
@@ -146,6 +148,7 @@ class ResNet(object):
         """Builds the network a run's configuration (``config.json``) describes; kwargs as for __init__."""
         size = cfg['image_size']
         kwargs = dict(variants.from_config(cfg), **kwargs)
+        kwargs.setdefault('fast_conv', cfg.get('conv', 'shape_aware') == 'shape_aware')
         return cls(cfg['depth'], cfg['num_classes'], size, size, cfg['channels'], weight_decay=cfg['weight_decay'],
                    bn_momentum=cfg['bn_momentum'], **kwargs)
 
