@@ -380,11 +380,13 @@ class ResNet(object):
 def _checkpoint_path(weights):
     """A run directory (its best checkpoint, else its latest) or a checkpoint prefix -> the prefix."""
     import os
+    from resnet_graph.run_dir import RunDir
     if os.path.isdir(weights):
-        path = tf.train.latest_checkpoint(os.path.join(weights, 'best')) or tf.train.latest_checkpoint(weights)
+        run = RunDir(weights)
+        path = run.best_checkpoint() or run.latest_checkpoint()
         if path is None:
             raise ValueError('weights=%s is a directory without checkpoints' % weights)
         return path
-    if not v1.train.checkpoint_exists(weights):
+    if not tf.io.gfile.exists(weights + '.index'):
         raise ValueError('weights=%s is neither a run directory nor a checkpoint' % weights)
     return weights
