@@ -166,22 +166,10 @@ def run_matmul(spec, n=2048, repeats=10):
 
 
 def forward_flops(depth, image_size, channels, num_classes):
-    """Floating-point operations of one image's forward pass (2 per multiply-add of the convs and the dense
-    layer, counted on the plain ``tf.nn.conv2d`` graph): an int."""
-    import tensorflow as tf
-    from resnet_graph.model import ResNet
-    with tf.Graph().as_default() as graph:
-        ResNet(depth, num_classes, image_size, image_size, channels, fast_conv=False, training=False)
-        total = 0
-        for op in graph.get_operations():
-            if op.type == 'Conv2D':
-                out = op.outputs[0].shape.as_list()
-                kernel = op.inputs[1].shape.as_list()
-                total += 2 * out[1] * out[2] * out[3] * kernel[0] * kernel[1] * kernel[2]
-            elif op.type == 'MatMul':
-                inner, outer = op.inputs[1].shape.as_list()
-                total += 2 * inner * outer
-    return total
+    """Floating-point operations of one image's forward pass: 2 per multiply-add of the convolutions and the
+    dense layer, as ``resnet_graph.summary`` counts them (BN, ReLU, pooling not counted). An int."""
+    from resnet_graph.summary import summarize
+    return 2 * summarize(depth, image_size, channels, num_classes)['macs']
 
 
 WORKERS = {'ours': run_ours, 'keras': run_keras, 'matmul': run_matmul}
