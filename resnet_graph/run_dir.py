@@ -18,8 +18,9 @@ CONFIG = 'config.json'
 BEST = 'best.json'
 CHECKPOINT_PREFIX = 'model.ckpt'
 
-# Configuration keys that fix the graph's variables: resuming or restoring
-# with other values would silently mix incompatible weights.
+# Configuration keys a resumed run cannot change: most fix the graph's
+# variables (other values would silently mix incompatible weights), the rest
+# the optimizer's slots or the validation split.
 ARCHITECTURE_KEYS = ('depth', 'num_classes', 'image_size', 'channels', 'dataset', 'architecture', 'shortcut',
                      'resnet_version', 'stride_in', 'width_multiplier', 'no_residual', 'data_format', 'variant',
                      'optimizer', 'freeze_stages',  # these two fix the optimizer's slot variables
