@@ -108,6 +108,7 @@ def keras_resnet(depth, image_size, channels, num_classes):
     """keras.applications' ResNet50/101/152, or for 18/34 a Keras functional model of the same architecture."""
     import keras
     from keras import layers
+    from resnet_graph.variants import IMAGENET_STAGES
     shape = (image_size, image_size, channels)
     if depth in (50, 101, 152):
         build = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101,
@@ -121,7 +122,7 @@ def keras_resnet(depth, image_size, channels, num_classes):
     inputs = keras.Input(shape)
     x = layers.ReLU()(conv_bn(inputs, 64, 7, 2))
     x = layers.MaxPooling2D(3, 2, padding='same')(x)
-    for stage, blocks in enumerate({18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}[depth]):
+    for stage, blocks in enumerate(IMAGENET_STAGES[depth][1]):
         width = 64 * 2 ** stage
         for index in range(blocks):
             stride = 2 if stage and not index else 1

@@ -15,11 +15,12 @@ import subprocess
 import sys
 
 from resnet_graph import cli
+from resnet_graph import variants
 from resnet_graph import flags as run_flags
 from resnet_graph.cli import require
 
 FLAGS = run_flags.FLAGS
-DEPTHS = (18, 34, 50, 101, 152)
+DEPTHS = tuple(sorted(variants.IMAGENET_STAGES))  # the depths Keras has a counterpart of
 
 
 def validate():

@@ -18,9 +18,7 @@ from resnet_graph import variants
 
 v1 = tf.compat.v1
 
-# depth -> (block kind, blocks per stage) of the ImageNet-style ResNets; the
-# CIFAR-style ones, the widths and the other variants are in ``variants``.
-STAGES = variants.IMAGENET_STAGES
+# The stage tables (ImageNet- and CIFAR-style), widths and other variants are in ``variants``.
 POOLINGS = (None, 'avg', 'max')
 
 
