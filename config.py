@@ -36,6 +36,7 @@ TRAIN = dict(
     seed=0,
     conv='shape_aware',      # or plain tf.nn.conv2d: faster on the development machine, see the README's Performance
     nan_policy='stop',       # stop: end the run at a NaN/Inf loss; skip: skip that update and go on
+    dtype='float32',         # compute dtype of convs/dense: float32, bfloat16, float16 (variables stay float32)
     # Data sources (resnet_graph/data/): split, channels, augmentation, bad files, download.
     validation_fraction=0.1,  # of each class of the training files (sets without a fixed split)
     split_seed=20240601,      # the split's own seed, stored with the run so a resume keeps the split
@@ -70,10 +71,18 @@ TRAIN = dict(
     # Scaling out (resnet_graph/towers.py, distributed.py, cluster.py); the cluster itself comes from TF_CONFIG.
     num_devices=1,            # towers on this machine: the first N GPUs, else N (virtual) CPU devices
     devices=[],               # the towers' devices by name, e.g. /gpu:0,/gpu:1 (overrides num_devices)
+    sync_bn=False,            # towers: batch norm with the statistics of the whole batch (all-reduced across towers)
+    ps_strategy='by_size',    # in a TF_CONFIG cluster: variables to the ps task with the fewest bytes, or round_robin
     sync_replicas=False,      # in a TF_CONFIG cluster: synchronous updates (SyncReplicasOptimizer); default async
 )
 
 EVAL_BATCH_SIZE = 128
+
+# Batch norm folded into the convolution before it in inference graphs (layers.conv2d_bn_folded, README
+# Performance): 'frozen' only where the weights become constants (export --format frozen_graph), so it is
+# folded once; 'on' also in session graphs (evaluate, predict, SavedModel, benchmark --mode infer), which
+# then rescale the kernels at every run: faster at large images and batches, slower at small ones; 'off'.
+FOLD_BN = 'frozen'
 
 # Fixed, stratified split of the embedded digits (fractions of each class).
 DIGITS_SPLIT = dict(validation=0.15, test=0.15, seed=20240601)

@@ -87,11 +87,12 @@ def run_ours(spec):
         train = spec['mode'] == 'train'
         net = ResNet(spec['depth'], spec['num_classes'], spec['image_size'], spec['image_size'], spec['channels'],
                      input_tensor=images, label_tensor=labels, training=train, weight_decay=1e-4,
-                     fast_conv=spec['conv'] == 'shape_aware')
+                     fast_conv=spec['conv'] == 'shape_aware', fold_bn=spec.get('fold_bn') == 'on',
+                     dtype=spec.get('dtype', 'float32'))
         if train:
             global_step = v1.train.get_or_create_global_step()
             # The train command's default step: its learning rate schedule and optimizer.
-            cfg = config.TRAIN
+            cfg = dict(config.TRAIN, dtype=spec.get('dtype', 'float32'))  # float16: dynamic loss scaling
             lr = optim.learning_rate(cfg, global_step, cfg['learning_decay_steps'], 10 ** 6)
             op = optim.train_op(net.loss, lr, global_step, net.update_ops, **optim.optimizer_options(cfg))[0]
         else:
@@ -137,6 +138,8 @@ def run_keras(spec):
     import keras
     import tensorflow as tf
     keras.utils.set_random_seed(0)
+    if spec.get('dtype', 'float32') != 'float32':  # Keras's own mixed precision (float16 adds loss scaling)
+        keras.mixed_precision.set_global_policy('mixed_' + spec['dtype'])
     model = keras_resnet(spec['depth'], spec['image_size'], spec['channels'], spec['num_classes'])
     shape = [spec['batch_size'], spec['image_size'], spec['image_size'], spec['channels']]
     images = tf.random.normal(shape)

@@ -71,9 +71,9 @@ def measure(spec):
 
 
 def format_report(r):
-    lines = ['ResNet-%d %s, %dx%dx%d, batch %d, %s data, median of %d steps after %d warm-up:'
+    lines = ['ResNet-%d %s, %dx%dx%d, batch %d, %s data, %s, median of %d steps after %d warm-up:'
              % (r['depth'], r['mode'], r['image_size'], r['image_size'], r['channels'], r['batch_size'], r['data'],
-                r['steps'], r['warmup']),
+                r.get('dtype', 'float32'), r['steps'], r['warmup']),
              '  resnet_graph: %.1f images/sec, first step %.1f s, peak RSS %.0f MB, %.1f GFLOP/s '
              '(%.0f%% of the %.1f GFLOP/s matmul rate)'
              % (r['images_per_sec'], r['first_step_s'], r['peak_rss_mb'], r['gflops'],
@@ -91,7 +91,7 @@ def main(args):
     validate()
     spec = {name: FLAGS[name].value for name in ('depth', 'image_size', 'batch_size', 'channels', 'num_classes',
                                                  'mode', 'data', 'dataset', 'data_dir', 'steps', 'warmup',
-                                                 'compare', 'xla', 'conv')}
+                                                 'compare', 'xla', 'conv', 'fold_bn', 'dtype')}
     report = measure(spec)
     print(json.dumps(report, sort_keys=True) if FLAGS.json else format_report(report))
 

@@ -105,10 +105,25 @@ def validate_flags(cfg):
     towers = len(cfg['devices']) or cfg['num_devices']
     require(cfg['batch_size'] % towers == 0, '--batch_size %d does not split into %d towers; use a multiple of %d'
             % (cfg['batch_size'], towers, towers))
+    require(not cfg['sync_bn'] or towers > 1, '--sync_bn synchronises batch norm across towers: use it with '
+            '--num_devices 2 or more, or drop it (--nosync_bn)')
     if cfg['sync_replicas']:
         require(cfg['nan_policy'] == 'stop', '--sync_replicas cannot skip updates: use --nan_policy stop')
         require(cfg['optimizer'] != 'adamw', '--sync_replicas does not support --optimizer adamw (its decoupled '
                 'decay would apply once per worker); use adam or momentum')
+
+
+def validate_for_cluster(cfg, spec, asked):
+    """Raises UsageError for a flag that needs a TF_CONFIG cluster (``spec``) or cannot run in one.
+
+    asked: the flags given on the command line (a resumed run's saved
+    ``sync_replicas`` is no error on one machine: the run goes on unsynchronised).
+    """
+    require(spec is not None or 'sync_replicas' not in asked or not cfg['sync_replicas'],
+            '--sync_replicas synchronises the workers of a TF_CONFIG cluster and there is no TF_CONFIG; drop it, '
+            'or set TF_CONFIG (python -m resnet_graph.cluster starts a local cluster)')
+    require(spec is None or not cfg['sync_bn'], '--sync_bn synchronises the towers of one machine; it is not '
+            'supported in a TF_CONFIG cluster: drop it (--nosync_bn)')
 
 
 # -- the local launcher ------------------------------------------------------------

@@ -4,8 +4,11 @@ Every task runs the same ``python -m resnet_graph.train ...`` command with its
 own ``TF_CONFIG`` (``resnet_graph/cluster.py`` parses it before TensorFlow loads)
 and starts a ``tf.compat.v1.train.Server`` for its task.
 
-- ps: serves the variables (placed by ``replica_device_setter``, round-robin
-  over the ps tasks) until the chief says the run is over, then exits 0.
+- ps: serves the variables until the chief says the run is over, then exits 0.
+  ``replica_device_setter`` places each variable on a ps task: by default
+  (``--ps_strategy by_size``) on the one holding the fewest bytes so far, so
+  the tasks share memory and traffic evenly (tf_cnn_benchmarks does the same);
+  ``--ps_strategy round_robin`` takes them in turn, TF1's default.
 - chief: the ``Trainer`` itself, in a session on its server: it initialises
   the variables (or restores the latest checkpoint: a restarted chief
   resumes), trains, validates, and writes config.json, the checkpoints, the
@@ -78,6 +81,43 @@ def _stop_queues(spec):
     return [_queue(_STOP_QUEUE % i, '/job:ps/task:%d' % i, 1) for i in range(len(spec.cluster['ps']))]
 
 
+class BySize(object):
+    """A ``ps_strategy`` for ``replica_device_setter`` that balances the bytes on the ps tasks.
+
+    ``planned``: {variable op name: bytes} of the variables known before the
+    graph is built (the network's, from ``network_sizes``): they are dealt out
+    largest first, each to the task with the fewest bytes so far, which puts
+    the tasks within a few per cent of each other (dealing them in graph order
+    would leave the last stage's large kernels to chance). Any other variable
+    (optimizer slots, the global step) goes to the task with the fewest bytes
+    when it is created. ``loads``: bytes per task; ``counts``: variables per task.
+    """
+
+    def __init__(self, num_tasks, planned=None):
+        self.loads, self.counts, self.plan = [0] * num_tasks, [0] * num_tasks, {}
+        planned_loads = [0] * num_tasks
+        for name, size in sorted((planned or {}).items(), key=lambda item: (-item[1], item[0])):
+            task = planned_loads.index(min(planned_loads))
+            planned_loads[task] += size
+            self.plan[name] = task
+
+    def __call__(self, op):
+        """The ps task (an index) for the variable op ``op``."""
+        shape = tf.TensorShape(op.get_attr('shape'))
+        task = self.plan.get(op.name, self.loads.index(min(self.loads)))
+        self.loads[task] += (shape.num_elements() or 1) * tf.as_dtype(op.get_attr('dtype')).size
+        self.counts[task] += 1
+        return task
+
+
+def network_sizes(cfg):
+    """{variable name: bytes} of the network ``cfg`` describes, from a throwaway build."""
+    from resnet_graph.model import ResNet
+    with tf.Graph().as_default():
+        net = ResNet.from_config(cfg)
+        return {v.op.name: v.shape.num_elements() * v.dtype.base_dtype.size for v in net.variables}
+
+
 class ParameterServer(object):
     """A ps task: serves its variables until the chief enqueues the stop token on its queue."""
 
@@ -117,10 +157,17 @@ class ClusterTrainer(Trainer):
 
     @contextlib.contextmanager
     def _graph_scope(self):
+        num_ps = len(self.spec.cluster['ps'])
+        by_size = self.cfg.get('ps_strategy', 'by_size') == 'by_size'
+        strategy = BySize(num_ps, network_sizes(self.cfg)) if by_size and num_ps > 1 else None
         setter = v1.train.replica_device_setter(cluster=tf.train.ClusterSpec(self.spec.cluster),
-                                                worker_device=self.device)
+                                                worker_device=self.device, ps_strategy=strategy)
         with v1.device(setter):
             yield
+        if strategy is not None and self.spec.is_chief:
+            self.log('variables by size on %d ps tasks: %s' % (num_ps, ', '.join(
+                'ps%d %.2f MB (%d)' % (i, load / 2.0 ** 20, count)
+                for i, (load, count) in enumerate(zip(strategy.loads, strategy.counts)))))
         # Built last, outside the setter: what the tasks tell each other.
         # The shared (global) variables only: a task's local ones (the sync local step) are its own to initialise.
         self.ready_op = None if self.spec.is_chief else v1.report_uninitialized_variables(v1.global_variables())

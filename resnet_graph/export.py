@@ -25,13 +25,13 @@ from resnet_graph.run_dir import RunDir
 FLAGS = run_flags.FLAGS
 
 
-def build(cfg, with_bytes=True):
+def build(cfg, with_bytes=True, fold_bn=False):
     """Builds the serving graph of a run's configuration into the default graph.
 
     Returns dict signature name -> (inputs, outputs), dicts of tensors:
     'predict_images': images float32 [N, h, w, C] -> classes int64 [N], probabilities float32 [N, K];
     with_bytes adds 'serving_default': image_bytes string [N] -> the same outputs (a second
-    tower on the same variables).
+    tower on the same variables). fold_bn: fold batch norm into the convolutions (``ResNet``'s option).
     """
     import tensorflow as tf
     from resnet_graph.data.pipeline import decode, preprocess
@@ -40,7 +40,8 @@ def build(cfg, with_bytes=True):
 
     def classify(normalised, reuse):
         # NHWC whatever the run trained with: the same variables, and servers without a GPU can run it.
-        net = ResNet.from_config(cfg, training=False, input_tensor=normalised, reuse=reuse, data_format='NHWC')
+        net = ResNet.from_config(cfg, training=False, input_tensor=normalised, reuse=reuse, data_format='NHWC',
+                                 fold_bn=fold_bn)
         return dict(classes=tf.identity(net.predictions, name='classes'), probabilities=net.probabilities)
 
     images = tf.compat.v1.placeholder(tf.float32, [None, None, None, channels], name='images')
@@ -91,12 +92,15 @@ def export(model_dir, checkpoint, fmt, out):
     Returns dict: checkpoint (path), signatures {name: {inputs, outputs: {key: [node name, dtype, shape]}}}.
     """
     import tensorflow as tf
+    import config
     from resnet_graph.inference import find_checkpoint, restore
     run = RunDir(model_dir)
     cfg, path = run.require_config(), find_checkpoint(run, checkpoint)
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
-        signatures = build(cfg, with_bytes=fmt == 'saved_model')
+        # A frozen graph folds its constant kernels once, when it is loaded (config.FOLD_BN).
+        fold_bn = config.FOLD_BN == 'on' or (config.FOLD_BN == 'frozen' and fmt == 'frozen_graph')
+        signatures = build(cfg, with_bytes=fmt == 'saved_model', fold_bn=fold_bn)
         restore(session, path)
         (write_saved_model if fmt == 'saved_model' else write_frozen_graph)(session, signatures, out)
     return dict(checkpoint=path, signatures={name: dict(inputs=describe(i), outputs=describe(o))

@@ -37,10 +37,18 @@ def define_train():
                       'layers.conv2d (same arithmetic; faster where the CPU convolution is slow), or plain tf.nn.conv2d.')
     flags.DEFINE_enum('nan_policy', T['nan_policy'], ['stop', 'skip'], 'At a NaN or Inf loss: stop the run '
                       '(nothing is saved after it) or skip that update and count it.')
+    define_dtype()
     define_data()
     define_recipe()
     define_architecture()
     define_scale_out()
+
+
+def define_dtype(default=T['dtype']):
+    """--dtype of train and benchmark: mixed precision (resnet_graph/layers.py COMPUTE_DTYPES)."""
+    flags.DEFINE_enum('dtype', default, ['float32', 'bfloat16', 'float16'], 'Compute dtype of the convolutions '
+                      'and the dense layer; the variables stay float32 (master weights, the same checkpoints), batch '
+                      'norm statistics and the loss float32; float16 adds dynamic loss scaling.')
 
 
 def define_scale_out():
@@ -49,6 +57,10 @@ def define_scale_out():
                          'the first N GPUs, else N virtual CPU devices.')
     flags.DEFINE_list('devices', T['devices'], 'The towers\' devices, comma-separated, e.g. /gpu:0,/gpu:1 '
                       '(instead of --num_devices).')
+    flags.DEFINE_boolean('sync_bn', T['sync_bn'], 'With towers: synchronised batch norm, normalising with the '
+                         'statistics of the whole batch (all-reduced across the towers) instead of each tower\'s part.')
+    flags.DEFINE_enum('ps_strategy', T['ps_strategy'], ['by_size', 'round_robin'], 'In a TF_CONFIG cluster: '
+                      'each variable to the ps task holding the fewest bytes (by_size), or in turn (round_robin).')
     flags.DEFINE_boolean('sync_replicas', T['sync_replicas'], 'In a TF_CONFIG cluster: synchronous updates '
                          '(SyncReplicasOptimizer over every worker); default asynchronous.')
 
@@ -197,4 +209,7 @@ def define_benchmark():
     flags.DEFINE_enum('compare', '', ['', 'keras'], 'Also time the equivalent Keras model.')
     flags.DEFINE_enum('xla', 'off', ['off', 'on'], 'XLA auto-clustering of our graph.')
     flags.DEFINE_enum('conv', T['conv'], ['shape_aware', 'plain'], 'Our convolutions (as the train flag).')
+    define_dtype()
+    flags.DEFINE_enum('fold_bn', 'on' if config.FOLD_BN == 'on' else 'off', ['on', 'off'], '--mode infer: fold '
+                      'each batch norm into the convolution before it (one convolution + bias; the same variables).')
     flags.DEFINE_boolean('json', False, 'Print one JSON object.')

@@ -74,9 +74,11 @@ class RestoredRun(object):
 
     Attributes: run (RunDir), config (dict), checkpoint (path), graph, session,
     model (ResNet with input_x / probabilities ...), loader (DataLoader with the run's normalisation).
+    fold_bn: fold batch norm into the convolutions (``ResNet``'s option; the same outputs within rounding);
+    None: as ``config.FOLD_BN`` says for session graphs.
     """
 
-    def __init__(self, model_dir, checkpoint='best'):
+    def __init__(self, model_dir, checkpoint='best', fold_bn=None):
         self.run = RunDir(model_dir)
         self.config = self.run.require_config()
         self.checkpoint = find_checkpoint(self.run, checkpoint)
@@ -89,7 +91,8 @@ class RestoredRun(object):
                                  **source_options(cfg))
         self.graph = tf.Graph()
         with self.graph.as_default():
-            self.model = ResNet.from_config(cfg, training=False)
+            self.model = ResNet.from_config(cfg, training=False,
+                                            fold_bn=config.FOLD_BN == 'on' if fold_bn is None else fold_bn)
         self.session = v1.Session(graph=self.graph)
         restore(self.session, self.checkpoint)
 

@@ -24,6 +24,17 @@ def he_normal():
     return v1.variance_scaling_initializer(scale=2.0, mode='fan_out', distribution='untruncated_normal')
 
 
+# Mixed precision (``ResNet(dtype=...)``, ``--dtype``): the variables stay float32 (the master weights) and
+# each layer computes in its input's dtype, its kernel and bias cast to it where they are read.
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def cast_to(x, dtype):
+    """``x`` cast to ``dtype``, or ``x`` itself (no op added) when it already has that dtype."""
+    dtype = tf.as_dtype(dtype)
+    return x if x.dtype.base_dtype == dtype else tf.cast(x, dtype)
+
+
 def _pads(size, kernel, stride, padding='fixed'):
     """Padding (before, after) and output size of one axis.
 
@@ -45,7 +56,7 @@ def _pads(size, kernel, stride, padding='fixed'):
 
 
 def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=True, padding='fixed',
-           data_format='NHWC'):
+           data_format='NHWC', kernel=None, epilogue=None):
     """2-D convolution, NHWC (or NCHW, where everything below reads [N, C, H, W]).
 
     Args:
@@ -59,6 +70,11 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
       fast: take the exact shape-aware form below; False always uses Conv2D.
       padding: 'fixed' (see ``_pads``), 'SAME' or 'VALID'.
       data_format: 'NHWC', or 'NCHW' (always Conv2D: it runs on GPUs only).
+      kernel: a tensor [k, k, C_in, C_out] to convolve with instead of the
+        ``kernel`` variable (``conv2d_bn_folded`` passes its folded kernel).
+      epilogue: None, or a per-channel elementwise function (bias, ReLU) of
+        the output, applied to the matrix multiply's [M, C_out] result where
+        there is one, so Grappler's remapper can fuse it (use_bias=False).
     Returns:
       [N, H_out, W_out, C_out], H_out = ceil(H / s) for 'fixed' and 'SAME'.
 
@@ -69,28 +85,30 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
     padding are dropped, so a 3x3 on a 1x1 map is its centre tap) + one matrix
     multiply.
     """
+    if epilogue is not None and use_bias:
+        raise ValueError('conv2d: epilogue= needs use_bias=False (add the bias in the epilogue)')
     if data_format == 'NCHW':
-        return _conv_nchw(x, filters, kernel_size, stride, name, use_bias, padding)
+        return _then(_conv_nchw(x, filters, kernel_size, stride, name, use_bias, padding, kernel), epilogue)
     _, height, width, in_channels = x.shape.as_list()
     with v1.variable_scope(name):
-        kernel = v1.get_variable('kernel', [kernel_size, kernel_size, in_channels, filters], initializer=he_normal())
+        kernel = cast_to(_conv_kernel(kernel_size, in_channels, filters) if kernel is None else kernel, x.dtype)
         if height is None or width is None:
             y = (_unknown_size_conv(x, kernel, stride) if padding == 'fixed'
                  else tf.nn.conv2d(x, kernel, strides=stride, padding=padding))
-            return _bias(y, filters, use_bias)
+            return _bias(_then(y, epilogue), filters, use_bias)
         top, bottom, out_h = _pads(height, kernel_size, stride, padding)
         left, right, out_w = _pads(width, kernel_size, stride, padding)
         if fast and kernel_size == 1:
-            y = _matmul_nhwc(x[:, ::stride, ::stride, :], tf.reshape(kernel, [in_channels, filters]))
+            y = _matmul_nhwc(x[:, ::stride, ::stride, :], tf.reshape(kernel, [in_channels, filters]), epilogue)
         elif fast and out_h * out_w <= SMALL_MAP_POSITIONS:
-            y = _patch_conv(x, kernel, stride, (top, bottom, left, right), (out_h, out_w))
+            y = _patch_conv(x, kernel, stride, (top, bottom, left, right), (out_h, out_w), epilogue)
         else:
             if stride > 1 or (top, bottom, left, right) != _same(kernel_size):
                 x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
                 padding = 'VALID'
             else:
                 padding = 'SAME'
-            y = tf.nn.conv2d(x, kernel, strides=stride, padding=padding)
+            y = _then(tf.nn.conv2d(x, kernel, strides=stride, padding=padding), epilogue)
         return _bias(y, filters, use_bias)
 
 
@@ -98,14 +116,19 @@ def _bias(y, filters, use_bias, data_format='NHWC'):
     if not use_bias:
         return y
     bias = v1.get_variable('bias', [filters], initializer=v1.zeros_initializer())
-    return tf.nn.bias_add(y, bias, data_format=data_format)
+    return tf.nn.bias_add(y, cast_to(bias, y.dtype), data_format=data_format)
 
 
-def _conv_nchw(x, filters, kernel_size, stride, name, use_bias, padding):
+def _conv_kernel(kernel_size, in_channels, filters):
+    """The convolution's ``kernel`` variable [k, k, C_in, C_out] in the current variable scope."""
+    return v1.get_variable('kernel', [kernel_size, kernel_size, in_channels, filters], initializer=he_normal())
+
+
+def _conv_nchw(x, filters, kernel_size, stride, name, use_bias, padding, kernel=None):
     """conv2d for NCHW ``x`` [N, C, H, W]: explicit pads + Conv2D; same variables as NHWC."""
     _, in_channels, height, width = x.shape.as_list()
     with v1.variable_scope(name):
-        kernel = v1.get_variable('kernel', [kernel_size, kernel_size, in_channels, filters], initializer=he_normal())
+        kernel = cast_to(_conv_kernel(kernel_size, in_channels, filters) if kernel is None else kernel, x.dtype)
         if height is None or width is None:  # as _unknown_size_conv
             same = kernel_size // 2
             if padding == 'fixed' and stride > 1 and kernel_size > 1:
@@ -135,14 +158,18 @@ def _same(kernel_size):
     return before, kernel_size - 1 - before, before, kernel_size - 1 - before
 
 
-def _matmul_nhwc(x, matrix):
-    """[N, H, W, C_in] x [C_in, C_out] -> [N, H, W, C_out] as one matrix multiply."""
+def _then(y, epilogue):
+    return y if epilogue is None else epilogue(y)
+
+
+def _matmul_nhwc(x, matrix, epilogue=None):
+    """[N, H, W, C_in] x [C_in, C_out] -> [N, H, W, C_out] as one matrix multiply (+ ``epilogue`` on [M, C_out])."""
     _, height, width, in_channels = x.shape.as_list()
-    y = tf.matmul(tf.reshape(x, [-1, in_channels]), matrix)
+    y = _then(tf.matmul(tf.reshape(x, [-1, in_channels]), matrix), epilogue)
     return tf.reshape(y, [-1, height, width, matrix.shape[-1]])
 
 
-def _patch_conv(x, kernel, stride, pads, out_size):
+def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None):
     """Convolution as explicit patches of the live taps + one matrix multiply."""
     _, height, width, in_channels = x.shape.as_list()
     top, bottom, left, right = pads
@@ -160,10 +187,11 @@ def _patch_conv(x, kernel, stride, pads, out_size):
                for i, j in taps]
     patches = patches[0] if len(patches) == 1 else tf.concat(patches, axis=3)
     matrix = tf.concat([kernel[i, j] for i, j in taps], axis=0) if len(taps) > 1 else kernel[taps[0][0], taps[0][1]]
-    return _matmul_nhwc(patches, matrix)
+    return _matmul_nhwc(patches, matrix, epilogue)
 
 
-def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=False, data_format='NHWC'):
+def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=False, data_format='NHWC',
+               cross_replica_sum=None):
     """Fused batch normalisation over the channel axis of NHWC (or NCHW) ``x``.
 
     Args:
@@ -175,21 +203,20 @@ def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=Fal
       momentum: moving average decay per training step.
       zero_init: start gamma at 0 (the last BN of a residual branch, so each
         block starts as the identity; Goyal et al. 2017).
+      cross_replica_sum: None, or a function (tensor [D], key) -> the sum of
+        that tensor over every tower (``towers.CrossTowerSum``): training mode
+        then normalises with the statistics of all towers' batches together
+        (synchronised batch norm), exactly as one device would on the whole batch.
     Returns:
       [N, H, W, C].
     """
     channels = x.shape[1 if data_format == 'NCHW' else -1]
     with v1.variable_scope(name):
-        gamma = v1.get_variable('gamma', [channels],
-                                initializer=v1.zeros_initializer() if zero_init else v1.ones_initializer())
-        beta = v1.get_variable('beta', [channels], initializer=v1.zeros_initializer())
-        stat_collections = [v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.MOVING_AVERAGE_VARIABLES]
-        moving_mean = v1.get_variable('moving_mean', [channels], initializer=v1.zeros_initializer(),
-                                      trainable=False, collections=stat_collections)
-        moving_var = v1.get_variable('moving_variance', [channels], initializer=v1.ones_initializer(),
-                                     trainable=False, collections=stat_collections)
+        gamma, beta, moving_mean, moving_var = _bn_variables(channels, zero_init)
 
         def train_branch():
+            if cross_replica_sum is not None:
+                return _synchronised_batch_norm(x, gamma, beta, epsilon, data_format, cross_replica_sum)
             return v1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True, data_format=data_format)
 
         def infer_branch():
@@ -213,6 +240,74 @@ def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=Fal
         return y
 
 
+def _synchronised_batch_norm(x, gamma, beta, epsilon, data_format, cross_replica_sum):
+    """Training-mode batch norm with statistics over every tower's batch.
+
+    Two reductions across the towers (the mean, then the squared deviations
+    from it), so the variance is as exact as one device's two-pass one.
+    Returns (y like x, mean [C], variance [C] with Bessel's correction, as
+    fused_batch_norm returns it for the moving average). A bfloat16 or float16
+    ``x`` is normalised in float32 (as fused_batch_norm does) and y cast back.
+    """
+    axes = [0, 2, 3] if data_format == 'NCHW' else [0, 1, 2]
+    key = v1.get_variable_scope().name  # the same in every tower: the towers share their variables
+    compute_dtype, x = x.dtype, cast_to(x, tf.float32)
+    count = tf.cast(tf.size(x), tf.float32) / float(gamma.shape[0])  # values per channel in this tower
+    sums = cross_replica_sum(tf.concat([tf.reduce_sum(x, axes), [count]], 0), key + '/sum')
+    total = sums[-1]
+    mean = sums[:-1] / total
+    shape = [1, -1, 1, 1] if data_format == 'NCHW' else [1, 1, 1, -1]
+    centred = x - tf.reshape(mean, shape)
+    variance = cross_replica_sum(tf.reduce_sum(tf.square(centred), axes), key + '/squares') / total
+    scale = tf.reshape(gamma * tf.math.rsqrt(variance + epsilon), shape)
+    y = cast_to(centred * scale + tf.reshape(beta, shape), compute_dtype)
+    return y, mean, variance * total / tf.maximum(total - 1.0, 1.0)
+
+
+def _bn_variables(channels, zero_init):
+    """Batch norm's variables [C] in the current variable scope: (gamma, beta, moving_mean, moving_variance)."""
+    gamma = v1.get_variable('gamma', [channels],
+                            initializer=v1.zeros_initializer() if zero_init else v1.ones_initializer())
+    beta = v1.get_variable('beta', [channels], initializer=v1.zeros_initializer())
+    stat_collections = [v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.MOVING_AVERAGE_VARIABLES]
+    moving_mean = v1.get_variable('moving_mean', [channels], initializer=v1.zeros_initializer(),
+                                  trainable=False, collections=stat_collections)
+    moving_var = v1.get_variable('moving_variance', [channels], initializer=v1.ones_initializer(),
+                                 trainable=False, collections=stat_collections)
+    return gamma, beta, moving_mean, moving_var
+
+
+def conv2d_bn_folded(x, filters, kernel_size, stride=1, conv_name='conv', bn_name='bn', epsilon=1e-5,
+                     zero_init=False, use_bias=False, fast=True, padding='fixed', data_format='NHWC', relu=False):
+    """``batch_norm(conv2d(x), training=False)`` computed as one convolution + bias (inference only).
+
+    Batch norm with its moving statistics is affine per channel, so it folds
+    into the convolution: kernel * s and bias beta + (conv_bias - mean) * s,
+    s = gamma / sqrt(moving_variance + epsilon). The variables are those of
+    ``conv2d(name=conv_name)`` then ``batch_norm(name=bn_name)``, created in
+    the same order (checkpoints restore either way); only the ops differ, and
+    Grappler's remapper fuses the convolution or matrix multiply with the
+    bias and, with relu=True, the ReLU after it.
+    Arguments as for ``conv2d`` and ``batch_norm``; returns [N, H_out, W_out, C_out].
+    """
+    in_channels = x.shape[1 if data_format == 'NCHW' else -1]
+    with v1.variable_scope(conv_name):
+        kernel = _conv_kernel(kernel_size, in_channels, filters)
+        conv_bias = v1.get_variable('bias', [filters], initializer=v1.zeros_initializer()) if use_bias else None
+    with v1.variable_scope(bn_name):
+        gamma, beta, moving_mean, moving_var = _bn_variables(filters, zero_init)
+    with tf.name_scope(bn_name + '_folded'):
+        scale = gamma * tf.math.rsqrt(moving_var + epsilon)
+        shift = beta + ((conv_bias if use_bias else 0.0) - moving_mean) * scale
+
+    def epilogue(y):  # [M, C] from a matrix multiply, else [N, H, W, C] or [N, C, H, W]
+        y = tf.nn.bias_add(y, cast_to(shift, y.dtype), data_format=data_format if y.shape.rank == 4 else 'NHWC')
+        return tf.nn.relu(y) if relu else y
+
+    return conv2d(x, filters, kernel_size, stride, name=conv_name, fast=fast, padding=padding,
+                  data_format=data_format, kernel=kernel * scale, epilogue=epilogue)
+
+
 def dense(x, units, name='dense', initializer=None):
     """Fully connected layer: [N, D] -> [N, units], variables ``kernel`` [D, units] and ``bias``.
 
@@ -222,7 +317,7 @@ def dense(x, units, name='dense', initializer=None):
         kernel = v1.get_variable('kernel', [x.shape[-1], units],
                                  initializer=initializer or v1.variance_scaling_initializer(1.0, 'fan_avg', 'uniform'))
         bias = v1.get_variable('bias', [units], initializer=v1.zeros_initializer())
-        return tf.nn.bias_add(tf.matmul(x, kernel), bias)
+        return tf.nn.bias_add(tf.matmul(x, cast_to(kernel, x.dtype)), cast_to(bias, x.dtype))
 
 
 def max_pool(x, size=3, stride=2, name='max_pool', padding='SAME', data_format='NHWC'):

@@ -21,8 +21,7 @@ v1 = tf.compat.v1
 
 
 def _conv_bn(net, x, filters, kernel_size, stride, name, relu):
-    x = net._bn(net._conv(x, filters, kernel_size, stride, name, padding='SAME'), name + '_BN')
-    return tf.nn.relu(x) if relu else x
+    return net._conv_bn(x, filters, kernel_size, stride, name, name + '_BN', padding='SAME', relu=relu)
 
 
 def backbone(net, x):

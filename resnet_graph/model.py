@@ -27,6 +27,14 @@ def check_depth(depth, architecture='auto'):
     variants.resolve(depth, architecture)
 
 
+def compute_dtype(dtype):
+    """'float32' | 'bfloat16' | 'float16' (or the tf.DType) -> the tf.DType; ValueError for any other."""
+    name = getattr(dtype, 'name', dtype)
+    if name not in layers.COMPUTE_DTYPES:
+        raise ValueError('dtype=%r is not one of %s' % (dtype, ', '.join(layers.COMPUTE_DTYPES)))
+    return tf.as_dtype(name)
+
+
 def check_data_format(data_format):
     """Raises ValueError unless this machine can run ``data_format`` (NCHW convolutions need a GPU)."""
     if data_format == 'NCHW' and not tf.config.list_physical_devices('GPU'):
@@ -67,6 +75,18 @@ class ResNet(object):
       fast_conv: use the exact shape-aware convolutions of ``layers.conv2d``
         (the train flag ``--conv shape_aware``, its default); False: plain
         ``tf.nn.conv2d`` (``--conv plain``; see the README's Performance).
+      cross_replica_sum: synchronised batch norm across towers (see
+        ``layers.batch_norm``; ``towers.Towers`` passes it with ``--sync_bn``).
+      fold_bn: with training=False, compute each convolution and the batch
+        norm after it as one convolution (``layers.conv2d_bn_folded``: the
+        same variables, the same outputs within rounding); no effect on a
+        graph that can train. The inference commands pass ``config.FOLD_BN``.
+      dtype: 'float32', 'bfloat16' or 'float16' (``layers.COMPUTE_DTYPES``):
+        the dtype the convolutions and the dense layer compute in (mixed
+        precision). The variables stay float32 (the same names and checkpoints
+        for every dtype); batch-norm statistics and the logits and everything
+        after them (softmax, loss, metrics) are float32; endpoints and
+        ``features`` are in ``dtype``.
       architecture, shortcut, resnet_version, stride_in, width_multiplier,
       no_residual, data_format, variant: the variants (``resnet_graph/variants.py``
         says what each does; ``self.spec`` holds them resolved).
@@ -87,7 +107,8 @@ class ResNet(object):
                  weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=0.9,
                  zero_init_residual=True, fast_conv=True, classes=None, input_shape=None, architecture='auto',
                  shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0, no_residual=False,
-                 data_format='NHWC', variant='standard'):
+                 data_format='NHWC', variant='standard', cross_replica_sum=None, fold_bn=False,
+                 dtype='float32'):
         self.spec = variants.resolve(depth, architecture, shortcut, resnet_version, stride_in, width_multiplier,
                                      no_residual, data_format, variant)
         if classes is not None:
@@ -110,6 +131,8 @@ class ResNet(object):
         self.bn_momentum = bn_momentum
         self.zero_init_residual = zero_init_residual
         self.fast_conv = fast_conv
+        self.dtype = compute_dtype(dtype)
+        self.cross_replica_sum = cross_replica_sum
         self.variables = []
         self._created = False
         self.input_x = self._input(input_tensor, [None, height, width, channels])
@@ -121,6 +144,7 @@ class ResNet(object):
         else:
             self.is_training = tf.constant(training, name='is_training')
         self._training = training
+        self._fold_bn = fold_bn and training is False
         self.update_ops = []
         updates_before = len(v1.get_collection_ref(v1.GraphKeys.UPDATE_OPS))
         with v1.variable_scope(scope or v1.get_variable_scope(), reuse=reuse, custom_getter=self._track):
@@ -128,7 +152,7 @@ class ResNet(object):
             self.endpoints = {}
             features = self.backbone(self.input_x)
             if include_top:
-                self.logits = tf.identity(self.head(features), name='logits')
+                self.logits = tf.identity(layers.cast_to(self.head(features), tf.float32), name='logits')
             elif pooling:
                 features = (tf.reduce_mean if pooling == 'avg' else tf.reduce_max)(
                     features, axis=self._spatial_axes, name='%s_pool' % pooling)
@@ -147,6 +171,7 @@ class ResNet(object):
         size = cfg['image_size']
         kwargs = dict(variants.from_config(cfg), **kwargs)
         kwargs.setdefault('fast_conv', cfg.get('conv', 'shape_aware') == 'shape_aware')
+        kwargs.setdefault('dtype', cfg.get('dtype', 'float32'))  # runs saved before --dtype: float32
         return cls(cfg['depth'], cfg['num_classes'], size, size, cfg['channels'], weight_decay=cfg['weight_decay'],
                    bn_momentum=cfg['bn_momentum'], **kwargs)
 
@@ -228,6 +253,7 @@ class ResNet(object):
         ImageNet-style [N, H/32, W/32, 512 or 2048], CIFAR-style [N, H/4, W/4, 64]
         (times width_multiplier where it applies); [N, C, h, w] with data_format='NCHW'.
         """
+        x = layers.cast_to(x, self.dtype)  # every layer after it computes in its input's dtype
         if self.data_format == 'NCHW':
             x = tf.transpose(x, [0, 3, 1, 2], name='to_nchw')
         if self.spec.variant == 'legacy':
@@ -247,14 +273,16 @@ class ResNet(object):
         spec = self.spec
         post_activation = spec.resnet_version == 1
         if spec.architecture == 'cifar':
-            x = self._conv(x, spec.stem_width, 3, 1, 'conv')
-            return tf.nn.relu(self._bn(x, 'bn')) if post_activation else x
+            if post_activation:
+                return self._conv_bn(x, spec.stem_width, 3, 1, relu=True)
+            return self._conv(x, spec.stem_width, 3, 1, 'conv')
         if spec.variant == 'keras':  # ZeroPadding2D(3) + VALID 7x7/2; ZeroPadding2D(1) + VALID 3x3/2 max-pool
-            x = tf.nn.relu(self._bn(self._conv(self._zero_pad(x, 3), 64, 7, 2, 'conv', padding='VALID'), 'bn'))
+            x = self._conv_bn(self._zero_pad(x, 3), 64, 7, 2, padding='VALID', relu=True)
             return layers.max_pool(self._zero_pad(x, 1), padding='VALID', data_format=self.data_format)
-        x = self._conv(x, spec.stem_width, 7, 2, 'conv')
         if post_activation:
-            x = tf.nn.relu(self._bn(x, 'bn'))
+            x = self._conv_bn(x, spec.stem_width, 7, 2, relu=True)
+        else:
+            x = self._conv(x, spec.stem_width, 7, 2, 'conv')
         return layers.max_pool(x, data_format=self.data_format)
 
     def stack_block(self, x):
@@ -300,17 +328,17 @@ class ResNet(object):
             shortcut = self._shortcut(x, preact, out, stride)
             y = preact
             for i, (filters, size, step) in enumerate(convs, 1):
-                if i > 1:
-                    y = tf.nn.relu(self._bn(y, 'bn%d' % i))
-                y = self._conv(y, filters, size, step, 'conv%d' % i)
+                if i < len(convs):  # bn<i+1> normalises conv<i>
+                    y = self._conv_bn(y, filters, size, step, 'conv%d' % i, 'bn%d' % (i + 1), relu=True)
+                else:
+                    y = self._conv(y, filters, size, step, 'conv%d' % i)
             return y if shortcut is None else tf.add(y, shortcut, name='residual')
         shortcut = self._shortcut(x, x, out, stride)
         y = x
         for i, (filters, size, step) in enumerate(convs, 1):
             last = i == len(convs)
-            y = self._bn(self._conv(y, filters, size, step, 'conv%d' % i), 'bn%d' % i,
-                         zero_init=last and self.zero_init_residual)
-            y = y if last else tf.nn.relu(y)
+            y = self._conv_bn(y, filters, size, step, 'conv%d' % i, 'bn%d' % i,
+                              zero_init=last and self.zero_init_residual, relu=not last)
         if shortcut is not None:
             y = tf.add(y, shortcut, name='residual')
         return tf.nn.relu(y)
@@ -331,8 +359,9 @@ class ResNet(object):
         if spec.shortcut == 'A':
             return self._zero_pad_shortcut(x, out, stride)
         with v1.variable_scope('shortcut'):
-            y = self._conv(source, out, 1, stride, 'conv')
-            return y if spec.resnet_version == 2 else self._bn(y, 'bn')
+            if spec.resnet_version == 2:
+                return self._conv(source, out, 1, stride, 'conv')
+            return self._conv_bn(source, out, 1, stride)
 
     def _zero_pad_shortcut(self, x, out, stride):
         """Option A: [N, H, W, C] -> [N, H/stride, W/stride, out], the new channels zero."""
@@ -352,9 +381,21 @@ class ResNet(object):
         return layers.conv2d(x, filters, kernel_size, stride, name=name, use_bias=self.spec.conv_bias,
                              fast=self.fast_conv, padding=padding, data_format=self.data_format)
 
+    def _conv_bn(self, x, filters, kernel_size, stride, conv_name='conv', bn_name='bn', zero_init=False,
+                 padding='fixed', relu=False):
+        """Convolution ``conv_name``, batch norm ``bn_name`` (and a ReLU); one folded convolution with ``fold_bn``."""
+        if self._fold_bn:
+            return layers.conv2d_bn_folded(x, filters, kernel_size, stride, conv_name, bn_name,
+                                           epsilon=self.spec.bn_epsilon, zero_init=zero_init,
+                                           use_bias=self.spec.conv_bias, fast=self.fast_conv, padding=padding,
+                                           data_format=self.data_format, relu=relu)
+        y = self._bn(self._conv(x, filters, kernel_size, stride, conv_name, padding=padding), bn_name, zero_init)
+        return tf.nn.relu(y) if relu else y
+
     def _bn(self, x, name, zero_init=False):
         return layers.batch_norm(x, self._training, name=name, momentum=self.bn_momentum,
-                                 epsilon=self.spec.bn_epsilon, zero_init=zero_init, data_format=self.data_format)
+                                 epsilon=self.spec.bn_epsilon, zero_init=zero_init, data_format=self.data_format,
+                                 cross_replica_sum=self.cross_replica_sum)
 
     # -- outputs -------------------------------------------------------------------
 

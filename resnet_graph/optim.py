@@ -111,7 +111,8 @@ def optimizer_options(cfg):
     """The keyword arguments of ``train_op`` that a run's configuration sets."""
     return dict(optimizer=cfg.get('optimizer', 'adam'), momentum=cfg.get('momentum', 0.9),
                 nesterov=cfg.get('nesterov', False), adamw_weight_decay=cfg.get('adamw_weight_decay', 0.0),
-                clip_gradient_norm=cfg.get('clip_gradient_norm', 0.0))
+                clip_gradient_norm=cfg.get('clip_gradient_norm', 0.0),
+                dynamic_loss_scale=cfg.get('dtype', 'float32') == 'float16')
 
 
 def training_loss(model, label_smoothing=0.0):
@@ -147,9 +148,50 @@ def decoupled_decay(variables, learning_rate, weight_decay):
     return [v1.assign_sub(k, factor * k, name='decoupled_decay') for k in kernels]
 
 
+class DynamicLossScale(object):
+    """Dynamic loss scaling for float16 training (as TF1's mixed-precision LossScaleOptimizer).
+
+    float16 gradients below about 6e-8 flush to zero: the loss is multiplied by
+    ``scale`` before differentiating and the gradients divided by it after.
+    A step whose gradients overflow (NaN or Inf) applies nothing and halves the
+    scale (never below 1); after ``growth_steps`` finite steps in a row it
+    doubles. The state is two variables, ``loss_scale/scale`` (float32) and
+    ``loss_scale/good_steps`` (int64), saved with the checkpoints so that a
+    resumed run carries on with its scale.
+    """
+
+    def __init__(self, initial=2.0 ** 15, growth_steps=2000):
+        self.growth_steps = growth_steps
+        with v1.variable_scope('loss_scale'):
+            self.scale = v1.get_variable('scale', [], tf.float32, v1.constant_initializer(initial), trainable=False)
+            self.good_steps = v1.get_variable('good_steps', [], tf.int64, v1.zeros_initializer(), trainable=False)
+
+    def scaled(self, loss):
+        """loss * scale: the objective to differentiate."""
+        return tf.multiply(loss, self.scale, name='scaled_loss')
+
+    def unscale(self, grads_and_vars):
+        """[(gradient of the scaled loss, variable)] -> [(gradient / scale, variable)]."""
+        inverse = 1.0 / self.scale
+        return [(g * inverse, v) for g, v in grads_and_vars]
+
+    def after_finite(self):
+        """The op counting a finite step: good_steps + 1, and at growth_steps the scale doubles (count back to 0)."""
+        good = self.good_steps + 1
+        grow = good >= self.growth_steps
+        return tf.group(v1.assign(self.scale, tf.where(grow, self.scale * 2.0, self.scale)),
+                        v1.assign(self.good_steps, tf.where(grow, tf.zeros_like(good), good)),
+                        name='loss_scale_finite')
+
+    def after_overflow(self):
+        """The op after a non-finite step: the scale halves (not below 1), good_steps back to 0."""
+        return tf.group(v1.assign(self.scale, tf.maximum(self.scale * 0.5, 1.0)),
+                        v1.assign(self.good_steps, tf.zeros([], tf.int64)), name='loss_scale_overflow')
+
+
 def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False, optimizer='adam',
              momentum=0.9, nesterov=False, adamw_weight_decay=0.0, clip_gradient_norm=0.0, var_list=None,
-             gradients=None, wrap_optimizer=None):
+             gradients=None, wrap_optimizer=None, dynamic_loss_scale=False):
     """One optimizer step on ``loss`` with the batch-norm updates run in the same step.
 
     Args:
@@ -166,15 +208,25 @@ def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False,
         elsewhere (the towers' averaged gradients, resnet_graph/towers.py).
       wrap_optimizer: None, or a function optimizer -> optimizer (the
         SyncReplicasOptimizer of a cluster, resnet_graph/distributed.py).
+      dynamic_loss_scale: float16 training: differentiate the loss times a
+        ``DynamicLossScale`` (created here) and unscale the gradients; a step
+        with non-finite gradients is skipped as with skip_nonfinite (which it
+        implies) and halves the scale. Not with ``gradients``.
     Returns:
       (train op: one update and ``global_step`` + 1, the global gradient norm
       before clipping (scalar), applied: a bool scalar tensor, False for a
-      skipped update, or None without skip_nonfinite).
+      skipped update, or None without skip_nonfinite and dynamic_loss_scale).
     """
+    if dynamic_loss_scale and gradients:
+        raise ValueError('dynamic_loss_scale=True needs the gradients of loss (gradients=None)')
+    scale = DynamicLossScale() if dynamic_loss_scale else None
     opt = make_optimizer(optimizer, learning_rate, momentum, nesterov)
     opt = wrap_optimizer(opt) if wrap_optimizer else opt
-    computed = gradients(var_list) if gradients else opt.compute_gradients(loss, var_list=var_list)
+    computed = gradients(var_list) if gradients else opt.compute_gradients(
+        scale.scaled(loss) if scale else loss, var_list=var_list)
     grads_and_vars = [(g, v) for g, v in computed if g is not None]
+    if scale:
+        grads_and_vars = scale.unscale(grads_and_vars)
     gradient_norm = tf.linalg.global_norm([g for g, _ in grads_and_vars], name='gradient_norm')
     if clip_gradient_norm:
         clipped, _ = tf.clip_by_global_norm([g for g, _ in grads_and_vars], clip_gradient_norm,
@@ -189,15 +241,17 @@ def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False,
         with tf.control_dependencies(list(update_ops) + decay):
             return opt.apply_gradients(grads_and_vars, global_step=global_step, name='train_op')
 
-    if not skip_nonfinite:
+    if not (skip_nonfinite or scale):
         return apply(), gradient_norm, None
 
     def applied():
         with tf.control_dependencies([apply()]):
-            return tf.constant(True)
+            # After the update, hence after every read of the scale by this step's gradients.
+            with tf.control_dependencies([scale.after_finite()] if scale else []):
+                return tf.constant(True)
 
     def skipped():
-        with tf.control_dependencies([v1.assign_add(global_step, 1)]):
+        with tf.control_dependencies([v1.assign_add(global_step, 1)] + ([scale.after_overflow()] if scale else [])):
             return tf.constant(False)
 
     finite = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(gradient_norm))

@@ -24,6 +24,7 @@ CHECKPOINT_PREFIX = 'model.ckpt'
 ARCHITECTURE_KEYS = ('depth', 'num_classes', 'image_size', 'channels', 'dataset', 'architecture', 'shortcut',
                      'resnet_version', 'stride_in', 'width_multiplier', 'no_residual', 'data_format', 'variant',
                      'optimizer', 'freeze_stages',  # these two fix the optimizer's slot variables
+                     'dtype',  # float16 adds the loss-scale variables (warm-start across dtypes instead)
                      'validation_fraction', 'split_seed')  # and these the validation split a resume must keep
 
 

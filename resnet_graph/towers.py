@@ -6,9 +6,12 @@ variables, which live on the parameter device (``/cpu:0``). Each batch is
 split into N equal parts, one per tower; each tower differentiates its own
 loss on its own device, and the N gradients are averaged on the parameter
 device and applied once. The batch-norm moving statistics are updated from
-the first tower's batch (as TF1's multi-tower examples do); there is no
-synchronised batch norm, so in training mode each tower normalises with
-its own part of the batch.
+the first tower's batch (as TF1's multi-tower examples do). In training mode
+each tower normalises with its own part of the batch, or with ``--sync_bn``
+with the statistics of the whole batch: each batch norm sums its per-channel
+sums across the towers with a collective all-reduce (``CrossTowerSum``,
+whose gradient is the all-reduce of the gradients), so the towers compute
+what one device computes on the whole batch.
 
 Devices: ``--devices`` names them; ``--num_devices N`` takes the first N
 GPUs when the machine has at least N, else N CPU devices. CPU devices beyond
@@ -100,12 +103,14 @@ class Towers(object):
         self.input_x, self.input_y = images, tf.cast(labels, tf.int64)
         self.is_training = v1.placeholder_with_default(False, [], name='is_training')
         count = tf.shape(images)[0]
+        self.cross_tower_sum = CrossTowerSum(len(self.devices)) if cfg.get('sync_bn') else None
         self.towers = []
         for i, device in enumerate(self.devices):
             with tf.name_scope('tower%d' % i), v1.device(_placer(device)):
                 start, end = count * i // len(devices), count * (i + 1) // len(devices)
                 kwargs = dict(input_tensor=images[start:end], label_tensor=self.input_y[start:end],
-                              training=self.is_training, reuse=True if i else None)
+                              training=self.is_training, reuse=True if i else None,
+                              cross_replica_sum=self.cross_tower_sum)
                 self.towers.append(finetune.build_model(cfg, '' if i else warm_start_from, **kwargs))
         first = self.towers[0]
         self.num_classes, self.regularization_loss = first.num_classes, first.regularization_loss
@@ -139,9 +144,44 @@ class Towers(object):
         return averaged
 
 
+class CrossTowerSum(object):
+    """Sums a tensor over the towers: one collective all-reduce per call, run by every tower.
+
+    Called once per tower with the same ``key`` (built from names the towers
+    share), each call on its tower's device; the calls with one key form one
+    all-reduce. Its gradient is the all-reduce of the towers' gradients, so
+    each tower's backward pass gets the whole batch's gradient through the
+    shared statistics (the towers' gradients must be computed in the same
+    session run, with ``colocate_gradients_with_ops``, as ``average_gradients`` does).
+    """
+
+    GROUP_KEY = 1
+
+    def __init__(self, num_towers):
+        self.num_towers = num_towers
+        self.instance_keys = {}
+
+    def _instance_key(self, key):
+        return self.instance_keys.setdefault(key, len(self.instance_keys) + 1)
+
+    def _all_reduce(self, tensor, key):
+        return tf.raw_ops.CollectiveReduce(input=tensor, group_size=self.num_towers, group_key=self.GROUP_KEY,
+                                           instance_key=self._instance_key(key), merge_op='Add', final_op='Id',
+                                           subdiv_offsets=[0])
+
+    def __call__(self, tensor, key):
+        """tensor [D] (this tower's part) -> [D], the sum over every tower."""
+        @tf.custom_gradient
+        def summed(t):
+            return self._all_reduce(t, key), lambda dy: self._all_reduce(dy, key + '/gradient')
+        return summed(tensor)
+
+
 def describe(model, batch_size):
     """Log lines: the towers and their share of the batch (none for one device)."""
     if not isinstance(model, Towers):
         return []
-    return ['towers: %d on %s (batch %d split %d per tower); BN statistics from the first tower'
-            % (len(model.devices), ', '.join(model.devices), batch_size, batch_size // len(model.devices))]
+    statistics = ('synchronised across the towers' if model.cross_tower_sum is not None
+                  else 'each tower\'s own, moving averages from the first tower')
+    return ['towers: %d on %s (batch %d split %d per tower); BN statistics %s'
+            % (len(model.devices), ', '.join(model.devices), batch_size, batch_size // len(model.devices), statistics)]

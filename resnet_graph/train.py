@@ -33,6 +33,7 @@ def validate(cfg):
     validate_data(cfg)
     validate_recipe(cfg)
     validate_finetune(cfg)
+    validate_dtype(cfg)
     from resnet_graph import cluster
     cluster.validate_flags(cfg)
 
@@ -84,6 +85,15 @@ def validate_recipe(cfg):
             % ','.join('%g' % v for v in values))
 
 
+def validate_dtype(cfg):
+    """Raises UsageError for a --dtype that this run cannot use."""
+    require(cfg['dtype'] in ('float32', 'bfloat16', 'float16'), '--dtype must be float32, bfloat16 or float16, '
+            'got %r' % (cfg['dtype'],))
+    require(cfg['dtype'] != 'float16' or (cfg['num_devices'] <= 1 and not cfg['devices']), '--dtype float16 '
+            'needs one tower (its loss scaling differentiates the loss itself); use --dtype bfloat16 with '
+            '--num_devices/--devices')
+
+
 def validate_finetune(cfg):
     """Raises UsageError for fine-tuning flags out of range or without --warm_start_from."""
     from resnet_graph import variants
@@ -128,6 +138,7 @@ def main(args):
     from resnet_graph import cluster
     spec = cluster.from_environment()  # TF_CONFIG (several machines), checked before TensorFlow loads
     cfg = resolve_config()
+    cluster.validate_for_cluster(cfg, spec, [k for k in cfg if k in FLAGS and FLAGS[k].present])
     from resnet_graph.model import check_data_format
     try:  # before the data and the graph: NCHW on a machine without a GPU
         check_data_format(cfg['data_format'])

@@ -24,6 +24,7 @@ from resnet_graph import finetune
 from resnet_graph import optim
 from resnet_graph import summaries
 from resnet_graph import towers
+from resnet_graph.cli import UsageError
 from resnet_graph.data.pipeline import steps_per_epoch
 from resnet_graph.data.source import source_options
 from resnet_graph.inference import check_checkpoint, evaluate_ids
@@ -84,6 +85,7 @@ class Trainer(object):
         self.total_steps = cfg['max_steps'] or cfg['epochs'] * self.steps_per_epoch
         self.eval_every = cfg['eval_every'] or self.steps_per_epoch
         self.skipped = 0
+        self.overflows = 0  # --dtype float16: steps skipped by the dynamic loss scale
 
     def _build(self, start_step):
         cfg = self.cfg
@@ -204,6 +206,9 @@ class Trainer(object):
                 train_writer.add_summary(sess.run(self.config_op), 0)
             try:
                 step, best = self._loop(sess, start, best, train_writer, eval_writer, stop)
+            except (tf.errors.OpError, UsageError) as e:
+                self._stop_on_bad_data(sess, e)
+                raise
             finally:
                 train_writer.close()
                 eval_writer.close()
@@ -248,10 +253,23 @@ class Trainer(object):
                 self._save(self.saver, sess, self.run.checkpoint_prefix, step)
         return step, best
 
+    def _stop_on_bad_data(self, sess, error):
+        """A record the data source refused mid-run (--strict_data, a batch with no readable image): saves the
+        steps trained so far and raises TrainingError with the source's line. Returns for any other error."""
+        message = str(error) if isinstance(error, UsageError) else getattr(self.loader.source, 'stream_error', None)
+        if not message:
+            return
+        step = int(sess.run(self.global_step))
+        path = self._save(self.saver, sess, self.run.checkpoint_prefix, step)
+        raise TrainingError('%s (stopped at step %d, saved %s; run the same command to resume)' % (message, step, path))
+
     def _check_loss(self, loss, applied, step):
         if applied and math.isfinite(loss):
             return
-        if not applied:
+        if not applied and math.isfinite(loss) and self.cfg.get('dtype') == 'float16':
+            self.overflows += 1  # float16 gradients overflowed: optim.DynamicLossScale halved the scale
+            return
+        if not applied and self.cfg['nan_policy'] == 'skip':
             self.skipped += 1
             self.log('step %d: loss %s, update skipped (--nan_policy skip; %d skipped so far)'
                      % (step, loss, self.skipped))
@@ -276,6 +294,12 @@ class Trainer(object):
         test = evaluate_ids(sess, self.model, self.loader, self.loader.test_ids)
         if self.skipped:
             self.log('%d updates were skipped for a non-finite loss' % self.skipped)
+        if getattr(self.loader.source, 'skipped', None):  # files and records read by id or streamed
+            self.log('%d corrupt images were skipped, each replaced by a good one of its batch (--strict_data makes '
+                     'this an error)' % len(self.loader.source.skipped))
+        if self.overflows:
+            self.log('%d float16 updates were skipped for overflowing gradients (each halved the loss scale)'
+                     % self.overflows)
         self.log('best validation accuracy %.4f at step %d' % (best['validation_accuracy'], best['step']))
         self.log('test accuracy of the best checkpoint: %.4f (top5 %.4f, loss %.4f, %d images)'
                  % (test['accuracy'], test['top5'], test['loss'], test['images']))

@@ -71,13 +71,18 @@ def test_async_cluster_trains_to_the_stated_step_and_the_chiefs_checkpoint_evalu
 
 def test_sync_cluster_ends_with_every_process_exited(tmp_path):
     run = tmp_path / 'run'
-    code, output = _launch(['--ps', 1, '--workers', 2, '--grace_secs', 60, '--', *TRAIN, '--max_steps', 10,
+    code, output = _launch(['--ps', 2, '--workers', 2, '--grace_secs', 60, '--', *TRAIN, '--max_steps', 10,
                             '--eval_every', 10, '--sync_replicas', '--model_dir', run], timeout=180)
     assert code == 0, output[-4000:]
     assert 'parameter server(s), synchronous' in output
+    # Two ps tasks: the network's variables split by size (ResNet-8's 78,042 parameters and 2 x 176 BN statistics).
+    loads = re.search(r'\[chief\] variables by size on 2 ps tasks: ps0 ([\d.]+) MB \(\d+\), ps1 ([\d.]+) MB', output)
+    assert loads and abs(float(loads.group(1)) - float(loads.group(2))) <= 0.02, output[-4000:]
     # Synchronous: exactly the last step, each worker released at it, nobody stopped by the launcher.
     assert '[worker0] worker0: done at step 10 ' in output and '[chief] eval step 10: ' in output
-    assert '[ps0] ps0: the chief finished the run; stopping' in output and '[cluster]' not in output
+    for ps in ('ps0', 'ps1'):
+        assert '[%s] %s: the chief finished the run; stopping' % (ps, ps) in output
+    assert '[cluster]' not in output
     assert (run / 'model.ckpt-10.index').exists() and (run / 'best' / 'model.ckpt-10.index').exists()
 
 
@@ -114,6 +119,37 @@ def test_a_killed_worker_restarts_and_rejoins(tmp_path):
         done = int(re.search(r'worker0: done at step (\d+)', restarted).group(1))
         assert joined > 0 and done >= 150, restarted[-3000:]  # it came back mid-run and saw the end
         assert 'did not report' not in read('chief')  # the chief counted the restarted worker's report
+    finally:
+        _stop(processes)
+
+
+def test_a_killed_chief_restarts_and_resumes_from_its_latest_checkpoint(tmp_path):
+    run = tmp_path / 'run'
+    spec = cluster.local_cluster(ps=1, workers=1)
+    args = [sys.executable, '-m', 'resnet_graph.train', *TRAIN, '--max_steps', '40', '--eval_every', '10',
+            '--model_dir', str(run)]
+    processes = []
+
+    def start(job, name):
+        with open(tmp_path / ('%s.log' % name), 'w') as log:
+            processes.append(subprocess.Popen(args, env=dict(ENV, TF_CONFIG=_tf_config(spec, job, 0)), stdout=log,
+                                              stderr=subprocess.STDOUT))
+        return processes[-1]
+
+    try:
+        ps, chief = start('ps', 'ps0'), start('chief', 'chief')
+        deadline = time.time() + 120
+        while not (run / 'model.ckpt-10.index').exists():
+            assert time.time() < deadline and chief.poll() is None, (tmp_path / 'chief.log').read_text()[-3000:]
+            time.sleep(0.2)
+        chief.kill()
+        chief.wait()
+        again = start('chief', 'chief-restarted')
+        assert again.wait(timeout=150) == 0 and ps.wait(timeout=30) == 0
+        restarted = (tmp_path / 'chief-restarted.log').read_text()
+        resumed = int(re.search(r'resuming from .*model\.ckpt-(\d+) at step', restarted).group(1))
+        assert 10 <= resumed < 40 and 'eval step 40: ' in restarted, restarted[-3000:]
+        assert (run / 'model.ckpt-40.index').exists()
     finally:
         _stop(processes)
 
@@ -155,3 +191,36 @@ def test_tf_config_roles():
     assert spec.compute_tasks == [('worker', 0), ('worker', 1)] and spec.replica_index == 1 and not spec.is_chief
     assert cluster.Spec(spec.cluster, 'worker', 0).is_chief  # without a chief job, worker 0 is the chief
     assert cluster.parse_tf_config('  ') is None and cluster.from_environment({}) is None
+
+
+def _ps_bytes(strategy, cfg):
+    """Bytes of the variables of the network ``cfg`` on each of two ps tasks when ``replica_device_setter``
+    places them with ``strategy``; and the largest variable's bytes."""
+    import numpy as np
+    import tensorflow as tf
+    from resnet_graph.model import ResNet
+    spec = tf.train.ClusterSpec({'ps': ['h:1', 'h:2'], 'worker': ['h:3']})
+    loads = [0, 0]
+    with tf.Graph().as_default():
+        with tf.compat.v1.device(tf.compat.v1.train.replica_device_setter(cluster=spec, ps_strategy=strategy)):
+            net = ResNet.from_config(cfg)
+        for variable in net.variables:
+            task = int(re.search(r'/job:ps/task:(\d)', variable.device).group(1))
+            loads[task] += int(np.prod(variable.shape.as_list())) * 4
+    return loads, max(int(np.prod(v.shape.as_list())) * 4 for v in net.variables)
+
+
+def test_ps_strategy_by_size_balances_the_bytes_round_robin_does_not():
+    import config
+    from resnet_graph.distributed import BySize, network_sizes
+    cfg = dict(config.TRAIN, depth=18, image_size=32, channels=3, num_classes=10)
+    strategy = BySize(2, network_sizes(cfg))
+    by_size, largest = _ps_bytes(strategy, cfg)
+    round_robin, _ = _ps_bytes(None, cfg)
+    # ResNet-18 with 10 classes: 11,181,642 parameters + 2 x 4,800 BN moving statistics, float32.
+    assert sum(by_size) == sum(round_robin) == (11_181_642 + 2 * 4_800) * 4
+    assert strategy.loads == by_size  # the strategy's own count is what was placed
+    assert abs(by_size[0] - by_size[1]) < 0.01 * sum(by_size) < abs(round_robin[0] - round_robin[1])
+    unplanned = BySize(2)  # variables it was not told of: each to the lighter task as it comes
+    _ps_bytes(unplanned, cfg)
+    assert abs(unplanned.loads[0] - unplanned.loads[1]) <= largest

@@ -91,15 +91,58 @@ def test_two_towers_give_one_devices_loss_and_gradients_on_the_same_global_batch
         np.testing.assert_allclose(tower_mean, half_mean, rtol=1e-5, atol=1e-7)
 
 
+def test_synchronised_batch_norm_gives_one_devices_training_step_on_the_whole_batch(towers_run):
+    # --sync_bn: in training mode too the towers compute exactly what one device computes on the whole batch.
+    checkpoint, images, labels, _, _ = towers_run
+    loss, grads, means = _one_device(checkpoint, images, labels, training=True)
+    cfg = dict(CFG, sync_bn=True)
+    with tf.Graph().as_default():
+        model = towers.build_model(cfg, '', tf.constant(images), tf.constant(labels))
+        averaged = model.average_gradients()
+        # The all-reduces live in the training branches of the batch norms' conds (functions of the graph).
+        collectives = [node for f in v1.get_default_graph().as_graph_def().library.function for node in f.node_def
+                       if node.op == 'CollectiveReduce']
+        moving = [v for v in model.variables if v.op.name.endswith('moving_mean')]
+        with v1.Session(config=towers.session_config(cfg)) as sess:
+            v1.train.Saver().restore(sess, checkpoint)
+            # One run holds every tower's half of each all-reduce: the first tower's updates alone would wait.
+            tower_loss, tower_grads, _ = sess.run([model.loss, [g for g, _ in averaged], model.update_ops],
+                                                  {model.is_training: True})
+            tower_means = sess.run(moving)
+    # 7 BNs x 2 reductions (sums, squares), forward and backward: one all-reduce instance each.
+    assert len({node.attr['instance_key'].i for node in collectives}) == 7 * 2 * 2
+    assert 'synchronised across the towers' in towers.describe(model, 8)[0]
+    assert tower_loss == pytest.approx(loss, rel=1e-5)
+    names = [v.op.name for _, v in averaged]
+    for name, value in zip(names, tower_grads):
+        np.testing.assert_allclose(value, grads[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    for tower_mean, mean in zip(tower_means, means):
+        np.testing.assert_allclose(tower_mean, mean, rtol=1e-5, atol=1e-7)
+
+
+def test_synchronised_batch_norm_in_bfloat16_stays_close_to_one_device(towers_run):
+    checkpoint, images, labels, _, _ = towers_run
+    loss = _one_device(checkpoint, images, labels, training=True)[0]
+    cfg = dict(CFG, sync_bn=True, dtype='bfloat16')
+    with tf.Graph().as_default():
+        model = towers.build_model(cfg, '', tf.constant(images), tf.constant(labels))
+        with v1.Session(config=towers.session_config(cfg)) as sess:
+            v1.train.Saver().restore(sess, checkpoint)
+            assert sess.run(model.loss, {model.is_training: True}) == pytest.approx(loss, rel=0.02)
+
+
 TRAIN = ['--depth', '8', '--image_size', '8', '--batch_size', '8', '--log_every', '2', '--max_steps', '4',
          '--eval_every', '4']
 
 
-def test_train_with_two_devices_then_evaluate(tmp_path):
+@pytest.mark.parametrize('sync_bn', [False, True])
+def test_train_with_two_devices_then_evaluate(tmp_path, sync_bn):
     run = tmp_path / 'run'
-    result = run_cli('train', *TRAIN, '--num_devices', '2', '--model_dir', run, timeout=240)
+    result = run_cli('train', *TRAIN, '--num_devices', '2', '--model_dir', run, *(['--sync_bn'] if sync_bn else []),
+                     timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert 'towers: 2 on /cpu:0, /cpu:1 (batch 8 split 4 per tower)' in result.stdout
+    assert 'towers: 2 on /cpu:0, /cpu:1 (batch 8 split 4 per tower); BN statistics %s' % (
+        'synchronised across the towers' if sync_bn else "each tower's own") in result.stdout
     assert 'step 4/4 ' in result.stdout and (run / 'model.ckpt-4.index').exists()
     assert json.loads((run / 'config.json').read_text())['num_devices'] == 2
     evaluation = run_cli('evaluate', '--model_dir', run, '--split', 'validation', '--json')
@@ -112,6 +155,8 @@ def test_train_with_two_devices_then_evaluate(tmp_path):
     (['--num_devices', '3'], '--batch_size 8 does not split into 3 towers; use a multiple of 3'),
     (['--devices', '/cpu:0,/tpu:1'], '--devices /tpu:1: each device is /cpu:N or /gpu:N'),
     (['--num_devices', '0'], '--num_devices must be at least 1, got 0'),
+    (['--sync_bn'], '--sync_bn synchronises batch norm across towers: use it with --num_devices 2 or more'),
+    (['--sync_replicas'], '--sync_replicas synchronises the workers of a TF_CONFIG cluster and there is no TF_CONFIG'),
 ])
 def test_bad_device_flags_are_one_line_and_exit_2(tmp_path, flags, message):
     result = run_cli('train', *TRAIN, '--model_dir', tmp_path / 'run', *flags)

@@ -79,7 +79,7 @@ class FileSource(Source):
             except (OSError,) + self.decoder.errors as e:
                 if strict:
                     raise UsageError('%s is not a readable PNG, JPEG, BMP or GIF image (%s); remove it or run '
-                                     'without --strict_data to skip it' % (self.paths[i], str(e).splitlines()[0]))
+                                     'without --strict_data to skip it' % (self.paths[i], _reason(e)))
                 images.append(None)
                 bad.append(int(i))
         if bad:
@@ -108,6 +108,16 @@ class FileSource(Source):
             for i in new:
                 print('resnet_graph: warning: skipped corrupt image %s (%d skipped so far; --strict_data makes this '
                       'an error)' % (self.paths[i], len(self.skipped)), file=sys.stderr, flush=True)
+
+
+def _reason(error):
+    """The decoder's own words in an OSError or a TensorFlow error ('Invalid PNG. Failed to initialize decoder.'),
+    not the 'Graph execution error:' and stack that TensorFlow puts around them."""
+    lines = [line for line in str(getattr(error, 'message', error)).splitlines() if line.strip()]
+    for k, line in enumerate(lines[1:], 1):
+        if line.startswith('\t [[{{node'):
+            return lines[k - 1].strip()
+    return lines[0] if lines else type(error).__name__
 
 
 def _carve(labels, splits, fraction, seed):

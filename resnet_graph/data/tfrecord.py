@@ -15,6 +15,12 @@ The ``validation-*`` files are the test split; validation is a stratified
   ``train-*`` files, keeps the training split's records, shuffles each epoch
   from (seed, epoch), batches, and decodes in parallel in the pipeline. A
   resumed run skips the batches already trained (reading, not decoding, them).
+
+A record whose image does not decode (corrupt, truncated) is replaced in its
+batch by the batch's first good image, with that image's label, and counted on
+stderr, as ``FileSource.read`` does by id; under ``--strict_data`` it is an
+error naming the file and the record, raised when the record is read (by the
+stream or by id), so a strict run never decodes the whole set at load.
 """
 import glob
 import os
@@ -70,7 +76,13 @@ class TFRecordSource(FileSource):
         self.files, self.num_train_files = files, num_train_files
         self.index = index  # int64 [N, 3]: file number, offset of the data, length
         paths = ['%s record %d' % (files[f], r) for f, r in _record_numbers(index)]
-        FileSource.__init__(self, 'tfrecord', paths, labels, class_names, splits, channels, image_size, strict)
+        FileSource.__init__(self, 'tfrecord', paths, labels, class_names, splits, channels, image_size)
+        self.strict = strict  # checked as records are read, not by FileSource's decode-everything pass at load
+        self.stream_error = None  # the line of the record that stopped the stream (strict), for the trainer
+
+    def read(self, ids, strict=None):
+        """FileSource.read, strict by default under --strict_data."""
+        return FileSource.read(self, ids, self.strict if strict is None else strict)
 
     def _decode(self, i):
         number, offset, length = self.index[i]
@@ -83,7 +95,7 @@ class TFRecordSource(FileSource):
         """The training batches of steps [start_step, end_step), streamed from the train-* files."""
         import tensorflow as tf
         from resnet_graph.data import augment as augment_lib
-        from resnet_graph.data.pipeline import decode, preprocess
+        from resnet_graph.data.pipeline import preprocess
         train_files = self.files[:self.num_train_files]
         member = np.zeros(int(np.sum(self.index[:, 0] < self.num_train_files)), bool)
         member[order.ids] = True  # the training split's records (the rest of train-* is validation)
@@ -91,26 +103,77 @@ class TFRecordSource(FileSource):
         batch, channels = order.batch_size, self.channels
 
         def epoch(e):
-            records = tf.data.TFRecordDataset(train_files).enumerate()
-            records = records.filter(lambda i, _: tf.gather(member, i)).map(lambda i, r: r)
+            records = tf.data.TFRecordDataset(train_files).enumerate()  # (source id, serialized Example)
+            records = records.filter(lambda i, _: tf.gather(member, i))
             records = records.shuffle(SHUFFLE_BUFFER, seed=tf.cast(order.seed * 100003 + e, tf.int64))
             return records.repeat().batch(batch).take(order.steps_per_epoch)
 
-        def load(step, serialized):
+        def load(step, records):
+            ids, serialized = records
             features = tf.io.parse_example(serialized, {
                 'image/encoded': tf.io.FixedLenFeature([], tf.string),
                 'image/class/label': tf.io.FixedLenFeature([], tf.int64)})
-            images = tf.map_fn(lambda data: tf.image.resize(decode(data, channels), [image_size, image_size]),
-                               features['image/encoded'], fn_output_signature=tf.float32)
-            images = preprocess(tf.ensure_shape(images, [batch, image_size, image_size, channels]), image_size,
-                                mean, std)
+            images, ok = decode_batch(features['image/encoded'], channels, image_size)
+            labels = features['image/class/label']
+            labels = tf.where(ok, labels, tf.gather(labels, tf.argmax(tf.cast(ok, tf.int32))))
+            checked = tf.cond(tf.reduce_all(ok), lambda: tf.constant(0, tf.int64),
+                              lambda: tf.numpy_function(self._corrupt_in_stream, [ids, ok], tf.int64))
+            with tf.control_dependencies([checked]):
+                images = tf.ensure_shape(images, [batch, image_size, image_size, channels])
+            images = preprocess(images, image_size, mean, std)
             seed = tf.stack([tf.constant(order.seed, tf.int64), step])
-            return augment_lib.apply(images, augment, seed), features['image/class/label']
+            return augment_lib.apply(images, augment, seed), labels
 
         epochs = end_step // order.steps_per_epoch + 1
         stream = tf.data.Dataset.range(epochs).flat_map(epoch).skip(start_step).take(end_step - start_step)
         steps = tf.data.Dataset.range(start_step, end_step)
         return tf.data.Dataset.zip((steps, stream)).map(load, num_parallel_calls=2, deterministic=True).prefetch(2)
+
+    def _corrupt_in_stream(self, ids, ok):
+        """Called by the stream for a batch holding records that do not decode (ids int64 [B], ok bool [B]).
+
+        Counts them on stderr as by id (``FileSource._skip``) and returns how
+        many; under --strict_data, or when no record of the batch decodes,
+        keeps the line in ``stream_error`` and raises UsageError with it.
+        """
+        bad = [int(i) for i in ids[~ok]]
+        try:
+            if self.strict:  # decoded again by id for the decoder's own reason
+                FileSource.read(self, bad[:1], strict=True)
+                raise UsageError('%s is not a readable PNG, JPEG, BMP or GIF image; remove it or run without '
+                                 '--strict_data to skip it' % self.paths[bad[0]])
+            self._skip(bad)
+            if not ok.any():
+                raise UsageError('no readable image in a batch of %d (e.g. %s)' % (len(ids), self.paths[bad[0]]))
+        except UsageError as e:
+            self.stream_error = str(e)
+            raise
+        return np.int64(len(bad))
+
+
+def decode_batch(encoded, channels, image_size):
+    """Decodes a batch in the graph, replacing what does not decode.
+
+    Args:
+      encoded: string [B], PNG/JPEG/BMP/GIF bytes.
+    Returns:
+      images float32 [B, S, S, channels] in [0, 1], each resized to S =
+      image_size, a record that does not decode (corrupt, truncated) replaced
+      by the batch's first that does (zeros when none does); ok bool [B],
+      which decoded.
+    """
+    import tensorflow as tf
+    from resnet_graph.data.pipeline import decode
+    positions = tf.range(tf.size(encoded))
+    # tf.data drops the elements whose decode fails: one nested dataset per batch (one per image costs ~10 ms).
+    decoded = tf.data.Dataset.from_tensor_slices((positions, encoded)).map(
+        lambda k, data: (k, tf.image.resize(decode(data, channels), [image_size, image_size]))).ignore_errors()
+    sentinel = tf.data.Dataset.from_tensors((tf.constant(-1), tf.zeros([image_size, image_size, channels])))
+    everything = decoded.concatenate(sentinel).batch(tf.size(encoded, tf.int64) + 1)
+    good, images = tf.data.Dataset.get_single_element(everything)
+    ok = tf.reduce_any(tf.equal(positions[:, None], good[None, :]), axis=1)
+    index = tf.where(ok, tf.cumsum(tf.cast(ok, tf.int32)) - 1, 0)  # a good one's place among the decoded
+    return tf.gather(images, index), ok
 
 
 def _record_numbers(index):
