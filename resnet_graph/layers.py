@@ -14,9 +14,12 @@ import tensorflow as tf
 
 v1 = tf.compat.v1
 
-# Taps of a convolution that read at most this many output positions are
-# computed as explicit patches + one matrix multiply instead of Conv2D.
-SMALL_MAP_POSITIONS = 16
+# A convolution with at most this many output positions is computed as explicit patches of its live
+# taps + one matrix multiply instead of Conv2D. 1: only 1x1 outputs (a 3x3 on a 1x1 map is its centre
+# tap). Patches of larger outputs were measured slower on a 2-core AVX-512 CPU: their backward pass is
+# one StridedSliceGrad per tap (ResNet-18 32x32 batch 128 training 371-427 images/s with 16, 555-614
+# with 1; see the README's Performance).
+SMALL_MAP_POSITIONS = 1
 
 
 def he_normal():
