@@ -78,6 +78,9 @@ TRAIN = dict(
 
 EVAL_BATCH_SIZE = 128
 
+# The dtypes --dtype accepts (layers.cast_to computes convolutions and the dense layer in them).
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+
 # Batch norm folded into the convolution before it in inference graphs (layers.conv2d_bn_folded, README
 # Performance): 'frozen' only where the weights become constants (export --format frozen_graph), so it is
 # folded once; 'on' also in session graphs (evaluate, predict, SavedModel, benchmark --mode infer), which

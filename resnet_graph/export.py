@@ -92,15 +92,12 @@ def export(model_dir, checkpoint, fmt, out):
     Returns dict: checkpoint (path), signatures {name: {inputs, outputs: {key: [node name, dtype, shape]}}}.
     """
     import tensorflow as tf
-    import config
-    from resnet_graph.inference import find_checkpoint, restore
+    from resnet_graph.inference import find_checkpoint, fold_bn_default, restore
     run = RunDir(model_dir)
     cfg, path = run.require_config(), find_checkpoint(run, checkpoint)
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
-        # A frozen graph folds its constant kernels once, when it is loaded (config.FOLD_BN).
-        fold_bn = config.FOLD_BN == 'on' or (config.FOLD_BN == 'frozen' and fmt == 'frozen_graph')
-        signatures = build(cfg, with_bytes=fmt == 'saved_model', fold_bn=fold_bn)
+        signatures = build(cfg, with_bytes=fmt == 'saved_model', fold_bn=fold_bn_default(frozen=fmt == 'frozen_graph'))
         restore(session, path)
         (write_saved_model if fmt == 'saved_model' else write_frozen_graph)(session, signatures, out)
     return dict(checkpoint=path, signatures={name: dict(inputs=describe(i), outputs=describe(o))

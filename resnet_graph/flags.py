@@ -45,8 +45,8 @@ def define_train():
 
 
 def define_dtype(default=T['dtype']):
-    """--dtype of train and benchmark: mixed precision (resnet_graph/layers.py COMPUTE_DTYPES)."""
-    flags.DEFINE_enum('dtype', default, ['float32', 'bfloat16', 'float16'], 'Compute dtype of the convolutions '
+    """--dtype of train and benchmark: mixed precision (config.COMPUTE_DTYPES)."""
+    flags.DEFINE_enum('dtype', default, list(config.COMPUTE_DTYPES), 'Compute dtype of the convolutions '
                       'and the dense layer; the variables stay float32 (master weights, the same checkpoints), batch '
                       'norm statistics and the loss float32; float16 adds dynamic loss scaling.')
 

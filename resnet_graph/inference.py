@@ -61,6 +61,12 @@ def find_checkpoint(run, which):
     return path
 
 
+def fold_bn_default(frozen=False):
+    """Whether an inference graph folds batch norm, as ``config.FOLD_BN`` says: 'on' always, 'frozen' only in a
+    frozen graph (``frozen=True``: its constant kernels are folded once), 'off' never."""
+    return config.FOLD_BN == 'on' or (frozen and config.FOLD_BN == 'frozen')
+
+
 def restore(session, checkpoint):
     """Restores every global variable of ``session.graph`` from ``checkpoint``, after checking that they fit."""
     with session.graph.as_default():
@@ -92,7 +98,7 @@ class RestoredRun(object):
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.model = ResNet.from_config(cfg, training=False,
-                                            fold_bn=config.FOLD_BN == 'on' if fold_bn is None else fold_bn)
+                                            fold_bn=fold_bn_default() if fold_bn is None else fold_bn)
         self.session = v1.Session(graph=self.graph)
         restore(self.session, self.checkpoint)
 

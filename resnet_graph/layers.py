@@ -12,6 +12,8 @@ multiply doing the same arithmetic.
 """
 import tensorflow as tf
 
+import config
+
 v1 = tf.compat.v1
 
 # A convolution with at most this many output positions is computed as explicit patches of its live
@@ -29,7 +31,7 @@ def he_normal():
 
 # Mixed precision (``ResNet(dtype=...)``, ``--dtype``): the variables stay float32 (the master weights) and
 # each layer computes in its input's dtype, its kernel and bias cast to it where they are read.
-COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+COMPUTE_DTYPES = config.COMPUTE_DTYPES
 
 
 def cast_to(x, dtype):

@@ -87,8 +87,8 @@ def validate_recipe(cfg):
 
 def validate_dtype(cfg):
     """Raises UsageError for a --dtype that this run cannot use."""
-    require(cfg['dtype'] in ('float32', 'bfloat16', 'float16'), '--dtype must be float32, bfloat16 or float16, '
-            'got %r' % (cfg['dtype'],))
+    require(cfg['dtype'] in config.COMPUTE_DTYPES, '--dtype must be one of %s, got %r'
+            % (', '.join(config.COMPUTE_DTYPES), cfg['dtype']))
     require(cfg['dtype'] != 'float16' or (cfg['num_devices'] <= 1 and not cfg['devices']), '--dtype float16 '
             'needs one tower (its loss scaling differentiates the loss itself); use --dtype bfloat16 with '
             '--num_devices/--devices')
@@ -112,6 +112,11 @@ def validate_finetune(cfg):
             raise cli.UsageError('--warm_start_exclude %r is not a regular expression: %s' % (pattern, e))
 
 
+def asked_flags(cfg):
+    """The names of ``cfg``'s keys given on the command line."""
+    return [k for k in cfg if k in FLAGS and FLAGS[k].present]
+
+
 def resolve_config():
     """The run's configuration from the flags and, when resuming, the saved config.json.
 
@@ -124,7 +129,7 @@ def resolve_config():
         raise cli.UsageError('--model_dir %s exists and is not a directory' % cfg['model_dir'])
     saved = RunDir(cfg['model_dir']).load_config()
     if saved:
-        asked = {k: v for k, v in cfg.items() if FLAGS[k].present}
+        asked = {k: cfg[k] for k in asked_flags(cfg)}
         clash = incompatible(saved, asked)
         require(not clash, '%s holds a run with another configuration (%s); use another --model_dir or drop '
                 'those flags to resume it' % (cfg['model_dir'], '; '.join(clash)))
@@ -138,7 +143,7 @@ def main(args):
     from resnet_graph import cluster
     spec = cluster.from_environment()  # TF_CONFIG (several machines), checked before TensorFlow loads
     cfg = resolve_config()
-    cluster.validate_for_cluster(cfg, spec, [k for k in cfg if k in FLAGS and FLAGS[k].present])
+    cluster.validate_for_cluster(cfg, spec, asked_flags(cfg))
     from resnet_graph.model import check_data_format
     try:  # before the data and the graph: NCHW on a machine without a GPU
         check_data_format(cfg['data_format'])
