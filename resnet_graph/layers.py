@@ -17,11 +17,13 @@ import config
 v1 = tf.compat.v1
 
 # A convolution with at most this many output positions is computed as explicit patches of its live
-# taps + one matrix multiply instead of Conv2D. 1: only 1x1 outputs (a 3x3 on a 1x1 map is its centre
-# tap). Patches of larger outputs were measured slower on a 2-core AVX-512 CPU: their backward pass is
-# one StridedSliceGrad per tap (ResNet-18 32x32 batch 128 training 371-427 images/s with 16, 555-614
-# with 1; see the README's Performance).
-SMALL_MAP_POSITIONS = 1
+# taps + one matrix multiply instead of Conv2D (see ``conv2d``). 4: outputs up to 2x2 (a 3x3 on a 1x1 map is
+# its centre tap; on a 2x2 map every output reads every input). Measured on the 2-core CPUs of the README's
+# Performance section: 16 (up to 4x4) and 1 were both slower for ResNet-50 32x32 batch 128 training.
+SMALL_MAP_POSITIONS = 4
+
+# The gradient that ``conv2d`` gives its stride-1 Conv2D ops (``_conv_grads_as_forward_convs``).
+FORWARD_GRADIENT = 'ResnetGraphConvGradsAsForwardConvs'
 
 
 def he_normal():
@@ -83,12 +85,15 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
     Returns:
       [N, H_out, W_out, C_out], H_out = ceil(H / s) for 'fixed' and 'SAME'.
 
-    Shape-aware forms (same arithmetic, so the same outputs within float
-    rounding): a 1x1 convolution is a strided slice + matrix multiply; a
-    convolution whose output has at most SMALL_MAP_POSITIONS positions is the
-    concatenation of the taps that ever read real input (taps reading only
-    padding are dropped, so a 3x3 on a 1x1 map is its centre tap) + one matrix
-    multiply.
+    Shape-aware forms (same arithmetic, so the same outputs and gradients
+    within float rounding): a 1x1 convolution is a subsample + matrix
+    multiply; a convolution whose output has at most SMALL_MAP_POSITIONS
+    positions is the concatenation of the taps that ever read real input
+    (taps reading only padding are dropped, so a 3x3 on a 1x1 map is its
+    centre tap) + one matrix multiply; any other stride-1 convolution with an
+    odd kernel is Conv2D whose two gradients are forward convolutions too
+    (``_conv_grads_as_forward_convs``). Subsamples and taps are slices of a
+    reshaped tensor, never strided slices (``_strided_taps``).
     """
     if epilogue is not None and use_bias:
         raise ValueError('conv2d: epilogue= needs use_bias=False (add the bias in the epilogue)')
@@ -104,17 +109,75 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
         top, bottom, out_h = _pads(height, kernel_size, stride, padding)
         left, right, out_w = _pads(width, kernel_size, stride, padding)
         if fast and kernel_size == 1:
-            y = _matmul_nhwc(x[:, ::stride, ::stride, :], tf.reshape(kernel, [in_channels, filters]), epilogue)
+            x = _strided_taps(x, [(0, 0)], stride, (out_h, out_w))[0]
+            y = _matmul_nhwc(x, tf.reshape(kernel, [in_channels, filters]), epilogue)
         elif fast and out_h * out_w <= SMALL_MAP_POSITIONS:
             y = _patch_conv(x, kernel, stride, (top, bottom, left, right), (out_h, out_w), epilogue)
+        elif stride == 1 and (top, bottom, left, right) == _same(kernel_size) and kernel_size % 2:
+            y = _then(_conv_same(x, kernel, forward_gradient=fast), epilogue)
         else:
-            if stride > 1 or (top, bottom, left, right) != _same(kernel_size):
-                x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-                padding = 'VALID'
-            else:
-                padding = 'SAME'
-            y = _then(tf.nn.conv2d(x, kernel, strides=stride, padding=padding), epilogue)
+            x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) if any((top, bottom, left, right)) else x
+            y = _then(tf.nn.conv2d(x, kernel, strides=stride, padding='VALID'), epilogue)
         return _bias(y, filters, use_bias)
+
+
+def _conv_same(x, kernel, forward_gradient=True):
+    """Stride-1 SAME Conv2D of NHWC ``x`` [N, H, W, C_in] with ``kernel`` [k, k, C_in, C_out], k odd.
+
+    forward_gradient: give the op the gradient ``_conv_grads_as_forward_convs``
+    (False: TensorFlow's own, Conv2DBackpropInput and Conv2DBackpropFilter).
+    The forward op is the same either way. Returns [N, H, W, C_out].
+    """
+    if not forward_gradient:
+        return tf.nn.conv2d(x, kernel, strides=1, padding='SAME')
+    with tf.compat.v1.get_default_graph().gradient_override_map({'Conv2D': FORWARD_GRADIENT}):
+        return tf.nn.conv2d(x, kernel, strides=1, padding='SAME')
+
+
+@tf.RegisterGradient(FORWARD_GRADIENT)
+def _conv_grads_as_forward_convs(op, dy):
+    """The gradients of a ``_conv_same`` op as two forward convolutions: (dx like x, dkernel like kernel).
+
+    The input gradient of a stride-1 SAME convolution with an odd kernel is
+    the SAME convolution of dy [N, H, W, C_out] with the kernel flipped in
+    space and its channel axes swapped; the kernel gradient is the VALID
+    convolution of the padded input taken as [C_in, H + k - 1, W + k - 1, N]
+    (the batch as channels) with dy taken as a kernel [H, W, N, C_out]. The
+    same sums as Conv2DBackpropInput and Conv2DBackpropFilter, which on the
+    CPUs measured (README, Performance) are up to 7x and 1.3x slower than a
+    forward Conv2D of the same size, most of all on small feature maps.
+    """
+    x, kernel = op.inputs
+    half = kernel.shape[0] // 2
+    flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+    dx = tf.nn.conv2d(dy, flipped, strides=1, padding='SAME')
+    padded = tf.pad(x, [[0, 0], [half, half], [half, half], [0, 0]])
+    dkernel = tf.nn.conv2d(tf.transpose(padded, [3, 1, 2, 0]), tf.transpose(dy, [1, 2, 0, 3]), strides=1,
+                           padding='VALID')
+    return dx, tf.transpose(dkernel, [1, 2, 0, 3])
+
+
+def _strided_taps(x, taps, stride, out_size):
+    """Each tap (i, j) of ``taps``: x[:, i::stride, j::stride, :] cut to ``out_size`` (out_h, out_w).
+
+    x: [N, H, W, C] of known H, W, covering every position the taps read.
+    Returns a list of [N, out_h, out_w, C]. Built from Pad, Reshape and Slice
+    (stride s: x viewed as [N, H/s, s, W/s, s, C], each tap one Slice), whose
+    gradients are Slice, Reshape and Pad: a strided slice's gradient is a
+    StridedSliceGrad per tap, a large share of a small-map training step on CPU.
+    """
+    out_h, out_w = out_size
+    if stride == 1:
+        return [tf.slice(x, [0, i, j, 0], [-1, out_h, out_w, -1]) for i, j in taps]
+    _, height, width, channels = x.shape.as_list()
+    rows = stride * max(-(-height // stride), max(i for i, _ in taps) // stride + out_h)
+    cols = stride * max(-(-width // stride), max(j for _, j in taps) // stride + out_w)
+    if (rows, cols) != (height, width):
+        x = tf.pad(x, [[0, 0], [0, rows - height], [0, cols - width], [0, 0]])
+    view = tf.reshape(x, [-1, rows // stride, stride, cols // stride, stride, channels])
+    return [tf.reshape(tf.slice(view, [0, i // stride, i % stride, j // stride, j % stride, 0],
+                                [-1, out_h, 1, out_w, 1, -1]), [-1, out_h, out_w, channels])
+            for i, j in taps]
 
 
 def _bias(y, filters, use_bias, data_format='NHWC'):
@@ -181,17 +244,20 @@ def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None):
     out_h, out_w = out_size
     k = kernel.shape[0]
 
-    def live(tap, before, size, out):
-        # Input rows read by this tap over all outputs: tap - before + stride * r.
-        return any(0 <= tap - before + stride * r < size for r in range(out))
+    def live(before, size, out):
+        # The taps that read real input for some output: tap - before + stride * r in [0, size). They are
+        # contiguous (gaps would need stride > size, and then there is one output), so the live taps of
+        # both axes form a rectangle of the kernel.
+        return [t for t in range(k) if any(0 <= t - before + stride * r < size for r in range(out))]
 
-    taps = [(i, j) for i in range(k) if live(i, top, height, out_h)
-            for j in range(k) if live(j, left, width, out_w)]
+    rows, cols = live(top, height, out_h), live(left, width, out_w)
+    taps = [(i, j) for i in rows for j in cols]
     padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) if any(pads) else x
-    patches = [padded[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]
-               for i, j in taps]
+    patches = _strided_taps(padded, taps, stride, out_size)
     patches = patches[0] if len(patches) == 1 else tf.concat(patches, axis=3)
-    matrix = tf.concat([kernel[i, j] for i, j in taps], axis=0) if len(taps) > 1 else kernel[taps[0][0], taps[0][1]]
+    # One Slice of the kernel (its gradient is a Pad), in the taps' order: [taps * C_in, C_out].
+    matrix = tf.reshape(tf.slice(kernel, [rows[0], cols[0], 0, 0], [len(rows), len(cols), -1, -1]),
+                        [-1, kernel.shape[-1]])
     return _matmul_nhwc(patches, matrix, epilogue)
 
 

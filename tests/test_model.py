@@ -41,7 +41,7 @@ def test_output_shapes(depth, size, channels, tf_graph):
 
 @pytest.mark.parametrize('size,kernel,stride', [
     (1, 3, 1), (2, 3, 1), (2, 3, 2), (3, 3, 2), (4, 3, 1), (4, 3, 2), (5, 3, 2), (7, 1, 1), (8, 1, 2), (9, 1, 2),
-    (4, 7, 2), (8, 3, 1)])
+    (4, 7, 2), (8, 3, 1), (12, 5, 1), (9, 3, 1)])
 @pytest.mark.parametrize('small_map_positions', [layers.SMALL_MAP_POSITIONS, 16])  # the default, and patches up to 4x4
 def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, small_map_positions, tf_graph, monkeypatch):
     monkeypatch.setattr(layers, 'SMALL_MAP_POSITIONS', small_map_positions)
@@ -59,6 +59,24 @@ def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, small_map_p
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     for g, h in zip(ga, gb):
         np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-3)
+
+
+def test_training_graph_has_no_slow_gradient_ops(tf_graph):
+    # ResNet-50 at 32x32: maps 16, 8, 4, 2, 1. Only the stem (7x7/2) and the two strided 3x3s whose outputs
+    # exceed SMALL_MAP_POSITIONS (8x8 -> 4x4, 16x16 -> 8x8 is the max-pool) keep TensorFlow's own gradients;
+    # the stem's input needs none.
+    model = ResNet(50, 10, 32, 32, 3, training=True)
+    tf.gradients(model.loss, model.trainable_variables)
+    kinds = [op.type for op in tf_graph.get_operations()]
+    assert kinds.count('StridedSliceGrad') == 0
+    slow = sorted(op.name.split('/Conv2D_grad')[0] for op in tf_graph.get_operations()
+                  if op.type in ('Conv2DBackpropInput', 'Conv2DBackpropFilter'))
+    # (The stem's input gradient is in the graph, built with its kernel's, and pruned when a step runs.)
+    assert slow == ['gradients/stage2/block0/conv2'] * 2 + ['gradients/stem/conv'] * 2
+    forward = [op for op in tf_graph.get_operations() if op.type == 'Conv2D' and 'gradients' not in op.name]
+    assert len(forward) == 1 + 3 + 4  # the stem, stage1's three 3x3s, stage2's four (outputs 4x4)
+    assert sum(op.get_attr('_gradient_op_type') == layers.FORWARD_GRADIENT.encode()
+               for op in forward if '_gradient_op_type' in op.node_def.attr) == 3 + 3
 
 
 def test_fast_and_plain_networks_give_the_same_logits():
