@@ -63,7 +63,7 @@ def _pads(size, kernel, stride, padding='fixed'):
 
 
 def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=True, padding='fixed',
-           data_format='NHWC', kernel=None, epilogue=None):
+           data_format='NHWC', kernel=None, epilogue=None, inference=False):
     """2-D convolution, NHWC (or NCHW, where everything below reads [N, C, H, W]).
 
     Args:
@@ -82,6 +82,11 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
       epilogue: None, or a per-channel elementwise function (bias, ReLU) of
         the output, applied to the matrix multiply's [M, C_out] result where
         there is one, so Grappler's remapper can fuse it (use_bias=False).
+      inference: the graph never differentiates this convolution (a network
+        built with training=False): 1x1 convolutions with more than
+        SMALL_MAP_POSITIONS outputs then stay Conv2D, which Grappler fuses
+        with the batch norm and ReLU after it; a matrix multiply is the faster
+        form only where its gradients count (see the README's Performance).
     Returns:
       [N, H_out, W_out, C_out], H_out = ceil(H / s) for 'fixed' and 'SAME'.
 
@@ -108,13 +113,13 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
             return _bias(_then(y, epilogue), filters, use_bias)
         top, bottom, out_h = _pads(height, kernel_size, stride, padding)
         left, right, out_w = _pads(width, kernel_size, stride, padding)
-        if fast and kernel_size == 1:
+        if fast and kernel_size == 1 and not (inference and out_h * out_w > SMALL_MAP_POSITIONS):
             x = _strided_taps(x, [(0, 0)], stride, (out_h, out_w))[0]
             y = _matmul_nhwc(x, tf.reshape(kernel, [in_channels, filters]), epilogue)
         elif fast and out_h * out_w <= SMALL_MAP_POSITIONS:
             y = _patch_conv(x, kernel, stride, (top, bottom, left, right), (out_h, out_w), epilogue)
         elif stride == 1 and (top, bottom, left, right) == _same(kernel_size) and kernel_size % 2:
-            y = _then(_conv_same(x, kernel, forward_gradient=fast), epilogue)
+            y = _then(_conv_same(x, kernel, forward_gradient=fast and not inference), epilogue)
         else:
             x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) if any((top, bottom, left, right)) else x
             y = _then(tf.nn.conv2d(x, kernel, strides=stride, padding='VALID'), epilogue)
@@ -376,7 +381,7 @@ def conv2d_bn_folded(x, filters, kernel_size, stride=1, conv_name='conv', bn_nam
         return tf.nn.relu(y) if relu else y
 
     return conv2d(x, filters, kernel_size, stride, name=conv_name, fast=fast, padding=padding,
-                  data_format=data_format, kernel=kernel * scale, epilogue=epilogue)
+                  data_format=data_format, kernel=kernel * scale, epilogue=epilogue, inference=True)
 
 
 def dense(x, units, name='dense', initializer=None):

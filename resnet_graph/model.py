@@ -379,7 +379,8 @@ class ResNet(object):
 
     def _conv(self, x, filters, kernel_size, stride, name, padding='fixed'):
         return layers.conv2d(x, filters, kernel_size, stride, name=name, use_bias=self.spec.conv_bias,
-                             fast=self.fast_conv, padding=padding, data_format=self.data_format)
+                             fast=self.fast_conv, padding=padding, data_format=self.data_format,
+                             inference=self._training is False)
 
     def _conv_bn(self, x, filters, kernel_size, stride, conv_name='conv', bn_name='bn', zero_init=False,
                  padding='fixed', relu=False):

@@ -41,7 +41,7 @@ def test_output_shapes(depth, size, channels, tf_graph):
 
 @pytest.mark.parametrize('size,kernel,stride', [
     (1, 3, 1), (2, 3, 1), (2, 3, 2), (3, 3, 2), (4, 3, 1), (4, 3, 2), (5, 3, 2), (7, 1, 1), (8, 1, 2), (9, 1, 2),
-    (4, 7, 2), (8, 3, 1), (12, 5, 1), (9, 3, 1)])
+    (4, 7, 2), (8, 3, 1), (12, 5, 1), (9, 3, 1), (8, 3, 2), (11, 7, 2)])
 @pytest.mark.parametrize('small_map_positions', [layers.SMALL_MAP_POSITIONS, 16])  # the default, and patches up to 4x4
 def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, small_map_positions, tf_graph, monkeypatch):
     monkeypatch.setattr(layers, 'SMALL_MAP_POSITIONS', small_map_positions)
@@ -83,6 +83,23 @@ def test_fast_and_plain_networks_give_the_same_logits():
     batch = np.random.RandomState(2).rand(4, 32, 32, 3).astype(np.float32)
     outputs = [seeded_logits(batch, 50, 10, 32, 32, 3, fast_conv=fast) for fast in (True, False)]
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
+
+
+def test_inference_graph_keeps_large_1x1_convolutions_as_conv2d(tf_graph):
+    # training=False at 64x64 (maps 16, 16, 8, 4, 2): 1x1 convolutions with more than SMALL_MAP_POSITIONS
+    # outputs stay Conv2D (fused with their BN and ReLU by Grappler), those on 2x2 maps are matrix multiplies;
+    # the logits equal the plain network's from the same variables.
+    batch = np.random.RandomState(6).rand(2, 64, 64, 3).astype(np.float32)
+    fast = ResNet(50, 10, 64, 64, 3, training=False)
+    plain = ResNet(50, 10, 64, 64, 3, training=False, fast_conv=False, scope='', reuse=True)
+    ops = tf_graph.get_operations()
+    # ResNet-50 has 53 convolutions; on 2x2 outputs: stage4's shortcut, 3 3x3s and 5 1x1s (not block0/conv1, 4x4).
+    assert len([op for op in ops if op.type == 'Conv2D']) == 53 + 53 - 9
+    assert len([op for op in ops if op.type == 'MatMul']) == 9 + 2  # and the two heads
+    with v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        a, b = sess.run([fast.logits, plain.logits], {fast.input_x: batch, plain.input_x: batch})
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def _train_op(model):
