@@ -34,7 +34,7 @@ TRAIN = dict(
     trace_step=-1,           # -1: no Chrome trace
     max_to_keep=5,
     seed=0,
-    conv='shape_aware',      # or plain tf.nn.conv2d: faster on the development machine, see the README's Performance
+    conv='shape_aware',      # or plain tf.nn.conv2d and its own gradients: slower, see the README's Performance
     nan_policy='stop',       # stop: end the run at a NaN/Inf loss; skip: skip that update and go on
     dtype='float32',         # compute dtype of convs/dense: float32, bfloat16, float16 (variables stay float32)
     # Data sources (resnet_graph/data/): split, channels, augmentation, bad files, download.

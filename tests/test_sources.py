@@ -258,6 +258,20 @@ def test_corrupt_image_is_skipped_and_counted_or_an_error_when_strict(tmp_path, 
         load_source('folder', str(tmp_path), image_size=8, strict=True)
 
 
+def test_two_corrupt_images_in_one_batch_are_counted_one_by_one(tmp_path, capsys):
+    make_folder(tmp_path)
+    broken = [os.path.join(str(tmp_path), 'dog', name) for name in ('3.png', '4.png')]
+    for path in broken:
+        with open(path, 'wb') as f:
+            f.write(b'\x89PNG\r\n\x1a\n' + b'\0' * 20)
+    source = load_source('folder', str(tmp_path), image_size=8)
+    bad = [source.paths.index(path) for path in broken]
+    good = next(i for i in range(len(source.paths)) if i not in bad)
+    source.fetch([good] + bad + bad)  # each bad one twice: still counted once
+    lines = [line for line in capsys.readouterr().err.splitlines() if 'skipped corrupt image' in line]
+    assert [line.split('(')[1].split(' skipped')[0] for line in lines] == ['1', '2'] and len(source.skipped) == 2
+
+
 def test_csv_manifests_with_names_and_integers(tmp_path):
     written = make_folder(tmp_path / 'images', per_class=4)
     paths = sorted(written)

@@ -103,9 +103,10 @@ class FileSource(Source):
 
     def _skip(self, bad):
         with self._skip_lock:
-            new = [i for i in bad if i not in self.skipped]
-            self.skipped.update(new)
-            for i in new:
+            for i in bad:
+                if i in self.skipped:
+                    continue
+                self.skipped.add(i)  # one at a time, so each line counts the images skipped up to it
                 print('resnet_graph: warning: skipped corrupt image %s (%d skipped so far; --strict_data makes this '
                       'an error)' % (self.paths[i], len(self.skipped)), file=sys.stderr, flush=True)
 
