@@ -96,7 +96,9 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
     multiply; a convolution whose output has at most SMALL_MAP_POSITIONS
     positions is the concatenation of the taps that ever read real input
     (taps reading only padding are dropped, so a 3x3 on a 1x1 map is its
-    centre tap) + one matrix multiply; any other stride-1 convolution with an
+    centre tap) + one matrix multiply, or where the map has fewer positions
+    than live taps (a 3x3 on 2x2) one multiply of the whole map by a matrix
+    of the kernel's taps (``_whole_map_conv``); any other stride-1 convolution with an
     odd kernel is Conv2D whose two gradients are forward convolutions too
     (``_conv_grads_as_forward_convs``). Subsamples and taps are slices of a
     reshaped tensor, never strided slices (``_strided_taps``).
@@ -244,7 +246,8 @@ def _matmul_nhwc(x, matrix, epilogue=None):
 
 
 def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None):
-    """Convolution as explicit patches of the live taps + one matrix multiply."""
+    """Convolution as explicit patches of the live taps + one matrix multiply (or ``_whole_map_conv``, where
+    the map has fewer positions than live taps: it then needs fewer multiplies)."""
     _, height, width, in_channels = x.shape.as_list()
     top, bottom, left, right = pads
     out_h, out_w = out_size
@@ -258,6 +261,8 @@ def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None):
 
     rows, cols = live(top, height, out_h), live(left, width, out_w)
     taps = [(i, j) for i in rows for j in cols]
+    if height * width < len(taps):  # fewer multiplies as one whole-map product (see _whole_map_conv)
+        return _whole_map_conv(x, kernel, stride, (top, left), out_size, epilogue)
     padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) if any(pads) else x
     patches = _strided_taps(padded, taps, stride, out_size)
     patches = patches[0] if len(patches) == 1 else tf.concat(patches, axis=3)
@@ -265,6 +270,34 @@ def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None):
     matrix = tf.reshape(tf.slice(kernel, [rows[0], cols[0], 0, 0], [len(rows), len(cols), -1, -1]),
                         [-1, kernel.shape[-1]])
     return _matmul_nhwc(patches, matrix, epilogue)
+
+
+def _whole_map_conv(x, kernel, stride, pads_before, out_size, epilogue=None):
+    """Convolution as one matrix multiply of the whole map: [N, H * W * C_in] x [H * W * C_in, H_out * W_out * C_out].
+
+    The matrix holds, for each input and output position, the kernel tap
+    joining them, or zeros where the output does not read that input: H * W
+    products per output position and channel pair, against the patches' one
+    per live tap (which include the padding). A 3x3 on a 2x2 map: 16 against
+    36. pads_before: (top, left) padding. Returns [N, H_out, W_out, C_out].
+    """
+    _, height, width, in_channels = x.shape.as_list()
+    top, left = pads_before
+    out_h, out_w = out_size
+    k, filters = kernel.shape[0], kernel.shape[-1]
+    unread = k * k  # the index of an all-zero tap
+
+    def tap(i, j, r, c):
+        ti, tj = i + top - stride * r, j + left - stride * c
+        return ti * k + tj if 0 <= ti < k and 0 <= tj < k else unread
+
+    index = [tap(i, j, r, c) for i in range(height) for j in range(width) for r in range(out_h) for c in range(out_w)]
+    table = tf.concat([tf.reshape(kernel, [unread, in_channels, filters]),
+                       tf.zeros([1, in_channels, filters], kernel.dtype)], axis=0)
+    blocks = tf.reshape(tf.gather(table, index), [height * width, out_h * out_w, in_channels, filters])
+    matrix = tf.reshape(tf.transpose(blocks, [0, 2, 1, 3]), [height * width * in_channels, -1])
+    y = tf.matmul(tf.reshape(x, [-1, height * width * in_channels]), matrix)
+    return tf.reshape(_then(tf.reshape(y, [-1, filters]), epilogue), [-1, out_h, out_w, filters])
 
 
 def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=False, data_format='NHWC',

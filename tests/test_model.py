@@ -41,7 +41,7 @@ def test_output_shapes(depth, size, channels, tf_graph):
 
 @pytest.mark.parametrize('size,kernel,stride', [
     (1, 3, 1), (2, 3, 1), (2, 3, 2), (3, 3, 2), (4, 3, 1), (4, 3, 2), (5, 3, 2), (7, 1, 1), (8, 1, 2), (9, 1, 2),
-    (4, 7, 2), (8, 3, 1), (12, 5, 1), (9, 3, 1), (8, 3, 2), (11, 7, 2)])
+    (4, 7, 2), (8, 3, 1), (12, 5, 1), (9, 3, 1), (8, 3, 2), (11, 7, 2), (2, 5, 1), (3, 3, 1)])
 @pytest.mark.parametrize('small_map_positions', [layers.SMALL_MAP_POSITIONS, 16])  # the default, and patches up to 4x4
 def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, small_map_positions, tf_graph, monkeypatch):
     monkeypatch.setattr(layers, 'SMALL_MAP_POSITIONS', small_map_positions)
