@@ -1,6 +1,6 @@
 """Kill -9 at random moments, again and again: every kill resumes, and the run ends as an uninterrupted one.
 
-RESNET_GRAPH_KILLS (default 6, to keep the suite within its 15 minutes on 2 cores) sets the number of kills; RESNET_GRAPH_KILL_SEED their timing.
+RESNET_GRAPH_KILLS (default 6, fewer than before to shorten the suite on 2 cores) sets the number of kills; RESNET_GRAPH_KILL_SEED their timing.
 """
 import glob
 import os
