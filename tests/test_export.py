@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY, error_lines, run_cli
+from conftest import SMALL, error_lines, run_cli
 
 
 @pytest.fixture(scope='module')
@@ -17,7 +17,7 @@ def trained(tmp_path_factory):
     """One tiny run (2 steps, its best checkpoint at step 2) and the trainer graph restored from it."""
     from resnet_graph.inference import RestoredRun
     model_dir = tmp_path_factory.mktemp('export') / 'run'
-    result = run_cli('train', *TINY, '--model_dir', model_dir, '--max_steps', 2, '--eval_every', 2)
+    result = run_cli('train', *SMALL, '--model_dir', model_dir, '--max_steps', 2, '--eval_every', 2)
     assert result.returncode == 0, result.stderr
     restored = RestoredRun(str(model_dir))
     yield model_dir, restored

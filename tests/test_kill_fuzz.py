@@ -1,6 +1,6 @@
 """Kill -9 at random moments, again and again: every kill resumes, and the run ends as an uninterrupted one.
 
-RESNET_GRAPH_KILLS (default 6, fewer than before to shorten the suite on 2 cores) sets the number of kills; RESNET_GRAPH_KILL_SEED their timing.
+The depth-8 ResNet of test_reliability.FAST: 80 steps, validated every 2, outlast the kills. RESNET_GRAPH_KILLS (default 4; 25 were run by hand, see the README) sets the number of kills; RESNET_GRAPH_KILL_SEED their timing.
 """
 import glob
 import os
@@ -27,15 +27,15 @@ def eval_accuracy_by_step(model_dir):
 
 
 def test_kill_fuzz_every_kill_resumes_to_the_same_final_step(tmp_path):
-    kills = int(os.environ.get('RESNET_GRAPH_KILLS', '6'))
-    model_dir, steps = tmp_path / 'run', 60
+    kills = int(os.environ.get('RESNET_GRAPH_KILLS', '4'))
+    model_dir, steps = tmp_path / 'run', 80
     rng = random.Random(int(os.environ.get('RESNET_GRAPH_KILL_SEED', '0')))
     survived = 0
     for _ in range(3 * kills):
         if survived == kills:
             break
         proc = start_training(model_dir, '--max_steps', steps, '--eval_every', 2)
-        wait_for(proc, 'training ResNet-18')
+        wait_for(proc, 'training ResNet-8')
         time.sleep(rng.uniform(0.0, 2.0))
         if proc.poll() is None:
             proc.kill()

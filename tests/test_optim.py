@@ -226,7 +226,7 @@ def test_resuming_with_another_optimizer_or_freeze_is_refused(tmp_path):
 
 # -- fine-tuning ---------------------------------------------------------------------------------------------------
 
-SMALL = dict(image_size=8, batch_size=16, eval_every=3, max_steps=3, optimizer='momentum')
+SMALL = dict(depth=18, image_size=8, batch_size=16, eval_every=3, max_steps=3, optimizer='momentum')
 
 
 def values_of(checkpoint):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TINY, error_lines, run_cli
+from conftest import ROOT, SMALL, error_lines, run_cli
 from resnet_graph import plot
 
 
@@ -14,7 +14,7 @@ from resnet_graph import plot
 def runs(tmp_path_factory):
     """A tiny run (4 steps, train summaries at 2 and 4, validations at 2 and 4) and a copy of it: two run dirs."""
     root = tmp_path_factory.mktemp('plot')
-    result = run_cli('train', *TINY, '--model_dir', root / 'a', '--max_steps', 4, '--eval_every', 2)
+    result = run_cli('train', *SMALL, '--model_dir', root / 'a', '--max_steps', 4, '--eval_every', 2)
     assert result.returncode == 0, result.stderr
     shutil.copytree(root / 'a', root / 'b')
     return root / 'a', root / 'b'

@@ -332,11 +332,11 @@ def test_augmentation_is_deterministic_under_the_seed_and_off_at_evaluation(tmp_
 
 @pytest.fixture(scope='module')
 def cifar_run(tmp_path_factory):
-    """A tiny CIFAR-10 (python version) directory and a ResNet-18 trained on it for 2 steps, then resumed to 4
+    """A tiny CIFAR-10 (python version) directory and a depth-8 ResNet trained on it for 2 steps, then resumed to 4
     without repeating the data flags (the saved split must be used)."""
     root = tmp_path_factory.mktemp('cifar_run')
     make_cifar_python(root / 'data', n_batches=2, per_batch=30, n_test=10)
-    args = ['--dataset', 'cifar10', '--data_dir', root / 'data', '--model_dir', root / 'run', '--depth', '18',
+    args = ['--dataset', 'cifar10', '--data_dir', root / 'data', '--model_dir', root / 'run', '--depth', '8',
             '--image_size', '8', '--batch_size', '8', '--log_every', '2', '--augment', 'cifar',
             '--validation_fraction', '0.5']
     first = run_cli('train', *args, '--max_steps', '2')
@@ -348,7 +348,7 @@ def test_train_cli_on_cifar_files_resumes_with_the_same_split(cifar_run):
     root, first, second = cifar_run
     assert first.returncode == 0, first.stderr[-2000:]
     assert second.returncode == 0, second.stderr[-2000:]
-    assert 'training ResNet-18 on cifar10: 2 steps (3 per epoch, batch 8)' in first.stdout
+    assert 'training ResNet-8 on cifar10: 2 steps (3 per epoch, batch 8)' in first.stdout
     assert 'resuming from' in second.stdout and 'at step 2' in second.stdout
     for out in (first.stdout, second.stdout):  # half of each class's 6 training images; the default would hold 1
         assert 'validation loss' in out and '(30 images)' in out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY, run_cli
+from conftest import SMALL, run_cli
 from resnet_graph import summaries
 
 SCALARS = {'loss', 'cross_entropy', 'accuracy', 'top5_accuracy'}
@@ -35,7 +35,7 @@ def read_events(directory):
 @pytest.fixture(scope='module')
 def traced_run(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp('tb') / 'run'
-    result = run_cli('train', *TINY, '--model_dir', model_dir, '--max_steps', 12, '--eval_every', 6,
+    result = run_cli('train', *SMALL, '--model_dir', model_dir, '--max_steps', 12, '--eval_every', 6,
                      '--log_every', 4, '--histogram_every', 6, '--trace_step', 5)
     assert result.returncode == 0, result.stderr
     return model_dir
@@ -52,9 +52,10 @@ def test_train_and_eval_events_hold_every_tag_at_its_steps(traced_run):
     assert [train['inputs/image/%d' % i] for i in range(3)] == [[4, 8, 12]] * 3
     assert evals['confusion_matrix/image/0'] == [6, 12]
     histograms = [t for t in train if t.endswith(('/kernel', '/moving_mean', '/moving_variance'))]
-    assert len(histograms) == 21 + 2 * 20 and all(train[t] == [6, 12] for t in histograms)
+    # Depth 8: 7 convolutions (A shortcuts have no kernel) + the dense kernel; 7 batch norms, 2 statistics each.
+    assert len(histograms) == 8 + 2 * 7 and all(train[t] == [6, 12] for t in histograms)
     config = json.loads(train_last['config'].decode().strip('`\n'))
-    assert config['depth'] == 18 and config['image_size'] == 16
+    assert config['depth'] == 8 and config['image_size'] == 16
     best = json.loads((traced_run / 'best.json').read_text())
     assert eval_last['accuracy'] <= best['validation_accuracy'] + 1e-6
     assert eval_last['loss'] > eval_last['cross_entropy'] > 0  # total loss includes the weight decay

@@ -145,6 +145,8 @@ def test_train_with_two_devices_then_evaluate(tmp_path, sync_bn):
         'synchronised across the towers' if sync_bn else "each tower's own") in result.stdout
     assert 'step 4/4 ' in result.stdout and (run / 'model.ckpt-4.index').exists()
     assert json.loads((run / 'config.json').read_text())['num_devices'] == 2
+    if not sync_bn:
+        return  # evaluating a towers run rebuilds one tower either way: checked once
     evaluation = run_cli('evaluate', '--model_dir', run, '--split', 'validation', '--json')
     assert evaluation.returncode == 0, evaluation.stderr[-2000:]
     assert json.loads(evaluation.stdout)['accuracy'] == json.loads((run / 'best.json').read_text())[

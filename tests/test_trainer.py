@@ -8,7 +8,7 @@ from resnet_graph import trainer as trainer_module
 
 
 def tiny_config(model_dir, **overrides):
-    cfg = dict(config.TRAIN, depth=18, image_size=16, batch_size=32, log_every=2, model_dir=str(model_dir))
+    cfg = dict(config.TRAIN, depth=8, image_size=16, batch_size=32, log_every=2, model_dir=str(model_dir))
     cfg.update(overrides)
     return cfg
 
