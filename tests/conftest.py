@@ -15,6 +15,19 @@ TINY = ['--depth', '18', '--image_size', '16', '--batch_size', '32', '--log_ever
 SMALL = ['--depth', '8', '--image_size', '16', '--batch_size', '32', '--log_every', '2']
 
 
+# The longest test files (seconds on the 2-core CI machine), started first so that the two xdist workers (whole
+# files each, see pytest.ini) finish together instead of one running a long file alone at the end.
+LONGEST_FIRST = ('test_cluster.py', 'test_reliability.py', 'test_cli.py', 'test_benchmark.py', 'test_model.py',
+                 'test_towers.py', 'test_dtype.py', 'test_kill_fuzz.py', 'test_tfrecord_stream.py')
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: the order inside a file, and of the other files, stays
+
+
 def run_cli(module, *args, cwd=None, timeout=300):
     """Runs ``python -m resnet_graph.<module> args`` and returns the CompletedProcess (text mode)."""
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
