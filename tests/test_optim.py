@@ -226,7 +226,7 @@ def test_resuming_with_another_optimizer_or_freeze_is_refused(tmp_path):
 
 # -- fine-tuning ---------------------------------------------------------------------------------------------------
 
-SMALL = dict(depth=18, image_size=8, batch_size=16, eval_every=3, max_steps=3, optimizer='momentum')
+WARM_START_RUN = dict(depth=18, image_size=8, batch_size=16, eval_every=3, max_steps=3, optimizer='momentum')
 
 
 def values_of(checkpoint):
@@ -250,7 +250,8 @@ def source(tmp_path_factory):
 def test_warm_start_restores_all_but_the_head_and_frozen_stages_stay_bitwise(source, tmp_path):
     path, saved = source
     lines = []
-    cfg = tiny_config(tmp_path, warm_start_from=path, warm_start_exclude=['head/'], freeze_stages=1, **SMALL)
+    cfg = tiny_config(tmp_path, warm_start_from=path, warm_start_exclude=['head/'], freeze_stages=1,
+                      **WARM_START_RUN)
     trainer = trainer_module.Trainer(cfg, log=lines.append)
     assert trainer.train()['step'] == 3
     got = values_of(trainer.run.latest_checkpoint())
