@@ -26,6 +26,9 @@ SMALL_MAP_POSITIONS = 4
 # The gradient that ``conv2d`` gives its stride-1 Conv2D ops (``_conv_grads_as_forward_convs``).
 FORWARD_GRADIENT = 'ResnetGraphConvGradsAsForwardConvs'
 
+# The gradient that ``conv2d`` gives the matrix multiplies of small maps (``_few_rows_matmul_grads``).
+FEW_ROWS_GRADIENT = 'ResnetGraphFewRowsMatMulGrads'
+
 
 def he_normal():
     """He et al. 2015 initialiser (fan_out, as torchvision's ResNet)."""
@@ -117,11 +120,12 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
         top, bottom, out_h = _pads(height, kernel_size, stride, padding)
         left, right, out_w = _pads(width, kernel_size, stride, padding)
         small_map = out_h * out_w <= SMALL_MAP_POSITIONS
+        few_rows = small_map and not inference  # its multiply has SMALL_MAP_POSITIONS rows per image or fewer
         if fast and kernel_size == 1 and (small_map or not inference):
             x = _strided_taps(x, [(0, 0)], stride, (out_h, out_w))[0]
-            y = _matmul_nhwc(x, tf.reshape(kernel, [in_channels, filters]), epilogue)
+            y = _matmul_nhwc(x, tf.reshape(kernel, [in_channels, filters]), epilogue, few_rows)
         elif fast and small_map:
-            y = _patch_conv(x, kernel, stride, (top, bottom, left, right), (out_h, out_w), epilogue)
+            y = _patch_conv(x, kernel, stride, (top, bottom, left, right), (out_h, out_w), epilogue, few_rows)
         elif stride == 1 and (top, bottom, left, right) == _same(kernel_size) and kernel_size % 2:
             y = _then(_conv_same(x, kernel, forward_gradient=fast and not inference), epilogue)
         else:  # explicit padding inside the convolution: no Pad op, nor its copy of x (and of dx)
@@ -240,14 +244,38 @@ def _then(y, epilogue):
     return y if epilogue is None else epilogue(y)
 
 
-def _matmul_nhwc(x, matrix, epilogue=None):
-    """[N, H, W, C_in] x [C_in, C_out] -> [N, H, W, C_out] as one matrix multiply (+ ``epilogue`` on [M, C_out])."""
+def _matmul_nhwc(x, matrix, epilogue=None, few_rows=False):
+    """[N, H, W, C_in] x [C_in, C_out] -> [N, H, W, C_out] as one matrix multiply (+ ``epilogue`` on [M, C_out]).
+
+    few_rows: give the multiply the gradient ``_few_rows_matmul_grads``.
+    """
     _, height, width, in_channels = x.shape.as_list()
-    y = _then(tf.matmul(tf.reshape(x, [-1, in_channels]), matrix), epilogue)
+    y = _then(_matmul(tf.reshape(x, [-1, in_channels]), matrix, few_rows), epilogue)
     return tf.reshape(y, [-1, height, width, matrix.shape[-1]])
 
 
-def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None):
+def _matmul(a, b, few_rows=False):
+    """tf.matmul(a, b) of a [M, K] and b [K, N]; few_rows: with the gradient ``_few_rows_matmul_grads``."""
+    if not few_rows:
+        return tf.matmul(a, b)
+    with tf.compat.v1.get_default_graph().gradient_override_map({'MatMul': FEW_ROWS_GRADIENT}):
+        return tf.matmul(a, b)
+
+
+@tf.RegisterGradient(FEW_ROWS_GRADIENT)
+def _few_rows_matmul_grads(op, dy):
+    """The gradients of y = a @ b, a [M, K], b [K, N], for a small M: (da [M, K], db [K, N]).
+
+    da is computed transposed, (b @ dy^T)^T: TensorFlow's own form, dy @ b^T,
+    runs 2-8x slower on the CPU of the README's Performance when M is 512 or
+    fewer (at M = 1024 the two tie), and the matrix multiplies of small maps
+    (1x1 maps: M is the batch) are where that happens.
+    """
+    a, b = op.inputs
+    return tf.transpose(tf.matmul(b, dy, transpose_b=True)), tf.matmul(a, dy, transpose_a=True)
+
+
+def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None, few_rows=False):
     """Convolution as explicit patches of the live taps + one matrix multiply (or ``_whole_map_conv``, where
     the map has fewer positions than live taps: it then needs fewer multiplies)."""
     _, height, width, in_channels = x.shape.as_list()
@@ -264,17 +292,17 @@ def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None):
     rows, cols = live(top, height, out_h), live(left, width, out_w)
     taps = [(i, j) for i in rows for j in cols]
     if height * width < len(taps):  # fewer multiplies as one whole-map product (see _whole_map_conv)
-        return _whole_map_conv(x, kernel, stride, (top, left), out_size, epilogue)
+        return _whole_map_conv(x, kernel, stride, (top, left), out_size, epilogue, few_rows)
     padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) if any(pads) else x
     patches = _strided_taps(padded, taps, stride, out_size)
     patches = patches[0] if len(patches) == 1 else tf.concat(patches, axis=3)
     # One Slice of the kernel (its gradient is a Pad), in the taps' order: [taps * C_in, C_out].
     matrix = tf.reshape(tf.slice(kernel, [rows[0], cols[0], 0, 0], [len(rows), len(cols), -1, -1]),
                         [-1, kernel.shape[-1]])
-    return _matmul_nhwc(patches, matrix, epilogue)
+    return _matmul_nhwc(patches, matrix, epilogue, few_rows)
 
 
-def _whole_map_conv(x, kernel, stride, pads_before, out_size, epilogue=None):
+def _whole_map_conv(x, kernel, stride, pads_before, out_size, epilogue=None, few_rows=False):
     """Convolution as one matrix multiply of the whole map: [N, H * W * C_in] x [H * W * C_in, H_out * W_out * C_out].
 
     The matrix holds, for each input and output position, the kernel tap
@@ -298,7 +326,7 @@ def _whole_map_conv(x, kernel, stride, pads_before, out_size, epilogue=None):
                        tf.zeros([1, in_channels, filters], kernel.dtype)], axis=0)
     blocks = tf.reshape(tf.gather(table, index), [height * width, out_h * out_w, in_channels, filters])
     matrix = tf.reshape(tf.transpose(blocks, [0, 2, 1, 3]), [height * width * in_channels, -1])
-    y = tf.matmul(tf.reshape(x, [-1, height * width * in_channels]), matrix)
+    y = _matmul(tf.reshape(x, [-1, height * width * in_channels]), matrix, few_rows)
     return tf.reshape(_then(tf.reshape(y, [-1, filters]), epilogue), [-1, out_h, out_w, filters])
 
 

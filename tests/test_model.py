@@ -77,6 +77,14 @@ def test_training_graph_has_no_slow_gradient_ops(tf_graph):
     assert len(forward) == 1 + 3 + 4  # the stem, stage1's three 3x3s, stage2's four (outputs 4x4)
     assert sum(op.get_attr('_gradient_op_type') == layers.FORWARD_GRADIENT.encode()
                for op in forward if '_gradient_op_type' in op.node_def.attr) == 3 + 3
+    # The multiplies on 2x2 and 1x1 maps (stage3 but its block0/conv1, whose output is 4x4; all of stage4)
+    # take their input gradient transposed (``_few_rows_matmul_grads``).
+    few_rows = [op.name for op in tf_graph.get_operations() if op.type == 'MatMul' and 'gradients' not in op.name
+                and op.node_def.attr['_gradient_op_type'].s == layers.FEW_ROWS_GRADIENT.encode()]
+    assert len(few_rows) == (3 + 5 * 3) + (4 + 2 * 3)
+    assert {name.split('/')[0] for name in few_rows} == {'stage3', 'stage4'}
+    names = {op.name for op in tf_graph.get_operations()}
+    assert all('gradients/%s_grad/transpose' % name in names for name in few_rows)
 
 
 def test_fast_and_plain_networks_give_the_same_logits():
