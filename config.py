@@ -87,6 +87,12 @@ COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 # then rescale the kernels at every run: faster at large images and batches, slower at small ones; 'off'.
 FOLD_BN = 'frozen'
 
+# TensorFlow's pooling (BFC) CPU allocator for every command line (cli.run sets TF_CPU_ALLOCATOR_USE_BFC
+# unless the environment already has it): TensorFlow's default takes each tensor from malloc, which maps
+# fresh pages for every tensor over 32 MB at every step. ResNet-50 224x224 batch 16 training, README
+# Performance: 8.82 -> 8.20 s a step, the same peak memory. False: TensorFlow's default.
+CPU_BFC_ALLOCATOR = True
+
 # Fixed, stratified split of the embedded digits (fractions of each class).
 DIGITS_SPLIT = dict(validation=0.15, test=0.15, seed=20240601)
 

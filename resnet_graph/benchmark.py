@@ -35,11 +35,25 @@ def validate():
     require(FLAGS.warmup >= 0, '--warmup must not be negative, got %d' % FLAGS.warmup)
 
 
+def worker_env(kind):
+    """The environment of a ``kind`` worker. Ours and the matmul reference get the command lines' CPU
+    allocator (``cli.run``); Keras the one the caller's environment chose, as its users run it (TensorFlow's
+    default unless TF_CPU_ALLOCATOR_USE_BFC is set)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+    if kind == 'keras' and cli.USER_ALLOCATOR is None:
+        env.pop(cli.ALLOCATOR_VARIABLE, None)
+    return env
+
+
+def allocator(env):
+    """'bfc' or 'default': the CPU allocator TensorFlow picks in ``env`` (it reads the variable as a bool)."""
+    return 'bfc' if env.get(cli.ALLOCATOR_VARIABLE, '').strip().lower() in ('true', '1') else 'default'
+
+
 def run_worker(spec):
     """Runs one ``bench_worker`` process; returns its JSON result (UsageError with its stderr if it fails)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
     proc = subprocess.run([sys.executable, '-m', 'resnet_graph.bench_worker', json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=worker_env(spec['kind']))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ['exit code %d' % proc.returncode])[-1]
         raise cli.UsageError('the %s workload failed: %s' % (spec['kind'], last))
@@ -56,7 +70,7 @@ def measure(spec):
     report = dict(spec, images_per_sec=rate, first_step_s=ours['first_step_s'], peak_rss_mb=ours['peak_rss_mb'],
                   gflops=rate * flops / 1e9, matmul_gflops=matmul, fraction_of_matmul=rate * flops / 1e9 / matmul,
                   keras_images_per_sec=None, keras_setting=None, ratio=None, keras_first_step_s=None,
-                  keras_peak_rss_mb=None)
+                  keras_peak_rss_mb=None, cpu_allocator=allocator(worker_env('ours')), keras_cpu_allocator=None)
     if spec['compare'] == 'keras':
         keras = {setting: run_worker(dict(spec, kind='keras', data='synthetic', xla=setting == 'jit_compile'))
                  for setting in ('default', 'jit_compile')}
@@ -64,6 +78,7 @@ def measure(spec):
         best = keras[setting]
         report.update(keras_images_per_sec=spec['batch_size'] / best['seconds_per_step'], keras_setting=setting,
                       keras_first_step_s=best['first_step_s'], keras_peak_rss_mb=best['peak_rss_mb'],
+                      keras_cpu_allocator=allocator(worker_env('keras')),
                       keras_images_per_sec_by_setting={s: spec['batch_size'] / k['seconds_per_step']
                                                        for s, k in keras.items()})
         report['ratio'] = rate / report['keras_images_per_sec']
@@ -75,13 +90,14 @@ def format_report(r):
              % (r['depth'], r['mode'], r['image_size'], r['image_size'], r['channels'], r['batch_size'], r['data'],
                 r.get('dtype', 'float32'), r['steps'], r['warmup']),
              '  resnet_graph: %.1f images/sec, first step %.1f s, peak RSS %.0f MB, %.1f GFLOP/s '
-             '(%.0f%% of the %.1f GFLOP/s matmul rate)'
+             '(%.0f%% of the %.1f GFLOP/s matmul rate), %s CPU allocator'
              % (r['images_per_sec'], r['first_step_s'], r['peak_rss_mb'], r['gflops'],
-                100 * r['fraction_of_matmul'], r['matmul_gflops'])]
+                100 * r['fraction_of_matmul'], r['matmul_gflops'], r['cpu_allocator'])]
     if r['ratio'] is not None:
         lines.append('  keras (%s, the faster of default and jit_compile): %.1f images/sec, first step %.1f s, '
-                     'peak RSS %.0f MB' % (r['keras_setting'], r['keras_images_per_sec'], r['keras_first_step_s'],
-                                          r['keras_peak_rss_mb']))
+                     'peak RSS %.0f MB, %s CPU allocator' % (r['keras_setting'], r['keras_images_per_sec'],
+                                                             r['keras_first_step_s'], r['keras_peak_rss_mb'],
+                                                             r['keras_cpu_allocator']))
         lines.append('  ratio resnet_graph / keras: %.2fx' % r['ratio'])
     return '\n'.join(lines)
 

@@ -3,11 +3,18 @@
 Bad input -> one line on stderr and exit code 2, never a traceback;
 Ctrl-C -> exit code 130.
 """
+import os
 import sys
 
 from absl import flags
 
+import config
+
 FLAGS = flags.FLAGS
+
+# TensorFlow reads it when it creates its first device: set before anything runs (config.CPU_BFC_ALLOCATOR).
+ALLOCATOR_VARIABLE = 'TF_CPU_ALLOCATOR_USE_BFC'
+USER_ALLOCATOR = os.environ.get(ALLOCATOR_VARIABLE)  # the user's own choice, None when there is none
 
 
 class UsageError(Exception):
@@ -23,9 +30,12 @@ def run(prog, main, argv=None):
     """Parses the flags already defined, then calls ``main(args)`` (args: the positional arguments).
 
     Exits with main's return value (0 when None), 2 on a ``UsageError`` or a
-    flag error, 130 on Ctrl-C.
+    flag error, 130 on Ctrl-C. Selects TensorFlow's BFC CPU allocator first
+    (``config.CPU_BFC_ALLOCATOR``) unless TF_CPU_ALLOCATOR_USE_BFC is set.
     """
     argv = sys.argv if argv is None else argv
+    if config.CPU_BFC_ALLOCATOR:
+        os.environ.setdefault(ALLOCATOR_VARIABLE, 'true')
     try:
         args = FLAGS(argv)[1:]
     except flags.Error as e:

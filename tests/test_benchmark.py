@@ -16,7 +16,8 @@ def test_forward_flops_of_resnet50_at_224_are_the_known_4_1_g_multiply_adds():
     assert forward_flops(18, 224, 3, 1000) == 2 * 1814073344
 
 
-def test_benchmark_json_has_every_field_with_sane_values():
+def test_benchmark_json_has_every_field_with_sane_values(monkeypatch):
+    monkeypatch.delenv('TF_CPU_ALLOCATOR_USE_BFC', raising=False)
     result = run_cli('benchmark', '--depth', 18, '--image_size', 32, '--batch_size', 2, '--steps', 2, '--warmup', 1,
                      '--compare', 'keras', '--json')
     assert result.returncode == 0, result.stderr
@@ -30,6 +31,8 @@ def test_benchmark_json_has_every_field_with_sane_values():
     assert report['gflops'] == pytest.approx(report['images_per_sec'] * 3 * forward_flops(18, 32, 3, 10) / 1e9)
     assert 100 < report['peak_rss_mb'] < 20000 and report['first_step_s'] < 300
     assert (report['depth'], report['image_size'], report['batch_size'], report['mode']) == (18, 32, 2, 'train')
+    # Ours on the command lines' allocator, Keras on TensorFlow's default, as its users run it.
+    assert (report['cpu_allocator'], report['keras_cpu_allocator']) == ('bfc', 'default')
 
 
 @pytest.mark.parametrize('args,message', [

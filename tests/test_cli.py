@@ -153,3 +153,34 @@ def test_bad_input_gets_one_line_and_exit_code_2(module, args, message, tmp_path
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert 'Traceback' not in result.stderr
     assert os.listdir(tmp_path) == []  # nothing created
+
+
+# A command line's main after cli.run: prints TensorFlow's CPU allocator ('bfc' when its statistics exist).
+ALLOCATOR_PROBE = '''
+from resnet_graph import cli
+
+def main(args):
+    import tensorflow as tf
+    with tf.compat.v1.Session() as sess:
+        sess.run(tf.reduce_sum(tf.ones([64, 64])))
+    try:
+        peak = tf.config.experimental.get_memory_info('CPU:0')['peak']
+    except ValueError:  # "Allocator stats not available": TensorFlow's default allocator
+        print('default')
+    else:
+        print('bfc' if peak >= 64 * 64 * 4 else 'bfc without the tensor')
+
+cli.run('probe', main)
+'''
+
+
+@pytest.mark.parametrize('user_choice,allocator', [(None, 'bfc'), ('false', 'default')])
+def test_command_lines_run_on_the_bfc_cpu_allocator_unless_the_user_chose(user_choice, allocator):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+    env.pop('TF_CPU_ALLOCATOR_USE_BFC', None)
+    if user_choice is not None:
+        env['TF_CPU_ALLOCATOR_USE_BFC'] = user_choice
+    result = subprocess.run([sys.executable, '-c', ALLOCATOR_PROBE], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == allocator
