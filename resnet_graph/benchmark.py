@@ -5,12 +5,14 @@
 Each workload runs in its own process, one after the other (``bench_worker``):
 the machine's matrix-multiply rate, our graph, and with ``--compare keras``
 the equivalent Keras model with and without ``jit_compile`` (the faster one
-is the reference). Prints images/sec (median step after the warm-up), the
-ratio, the time to the first finished step, peak resident memory and the
-achieved FLOP/s against the matrix-multiply rate; ``--json`` prints one object.
+is the reference); ``--repeats R`` runs that sequence R times and reports
+medians. Prints images/sec (median step after the warm-up), the ratio, the
+time to the first finished step, peak resident memory and the achieved
+FLOP/s against the matrix-multiply rate; ``--json`` prints one object.
 """
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -29,7 +31,7 @@ def validate():
     minimum = 32 if FLAGS.compare else 8  # keras.applications' ResNets refuse smaller inputs
     require(FLAGS.image_size >= minimum, '--image_size must be at least %d%s, got %d'
             % (minimum, ' with --compare keras' if FLAGS.compare else '', FLAGS.image_size))
-    for name in ('batch_size', 'channels', 'steps'):
+    for name in ('batch_size', 'channels', 'steps', 'repeats'):
         require(FLAGS[name].value >= 1, '--%s must be at least 1, got %d' % (name, FLAGS[name].value))
     require(FLAGS.num_classes >= 2, '--num_classes must be at least 2, got %d' % FLAGS.num_classes)
     require(FLAGS.warmup >= 0, '--warmup must not be negative, got %d' % FLAGS.warmup)
@@ -60,35 +62,60 @@ def run_worker(spec):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(spec):
-    """Runs every workload of ``spec``; returns the report dict (the ``--json`` object)."""
+def run_repeat(spec):
+    """One run of every workload of ``spec``, one process each, in a fixed order: (matmul GFLOP/s, our
+    result, {Keras setting: its result}; empty without --compare keras)."""
     matmul = run_worker(dict(spec, kind='matmul'))['matmul_gflops']
     ours = run_worker(dict(spec, kind='ours', xla=spec['xla'] == 'on'))
-    rate = spec['batch_size'] / ours['seconds_per_step']
+    keras = {setting: run_worker(dict(spec, kind='keras', data='synthetic', xla=setting == 'jit_compile'))
+             for setting in (('default', 'jit_compile') if spec['compare'] == 'keras' else ())}
+    return matmul, ours, keras
+
+
+def measure(spec):
+    """Runs every workload of ``spec`` ``spec['repeats']`` times, alternated; returns the report dict (the
+    ``--json`` object).
+
+    Each figure is the median over the repeats (of each process's median step); the ratio is the median of
+    the repeats' own ratios, each taken between processes that ran minutes apart, so a machine whose speed
+    drifts moves both sides of a ratio alike. ``by_repeat`` lists every repeat's figures.
+    """
+    median = statistics.median
+    repeats = [run_repeat(spec) for _ in range(spec['repeats'])]
+    seconds = median([ours['seconds_per_step'] for _, ours, _ in repeats])
+    matmul = median([gflops for gflops, _, _ in repeats])
+    rate = spec['batch_size'] / seconds
     passes = 3 if spec['mode'] == 'train' else 1  # a backward pass costs about two forward passes
-    flops = passes * ours['forward_flops']
-    report = dict(spec, images_per_sec=rate, first_step_s=ours['first_step_s'], peak_rss_mb=ours['peak_rss_mb'],
-                  gflops=rate * flops / 1e9, matmul_gflops=matmul, fraction_of_matmul=rate * flops / 1e9 / matmul,
+    flops = passes * repeats[0][1]['forward_flops']
+    report = dict(spec, images_per_sec=rate, first_step_s=median([o['first_step_s'] for _, o, _ in repeats]),
+                  peak_rss_mb=median([o['peak_rss_mb'] for _, o, _ in repeats]), gflops=rate * flops / 1e9,
+                  matmul_gflops=matmul, fraction_of_matmul=rate * flops / 1e9 / matmul,
                   keras_images_per_sec=None, keras_setting=None, ratio=None, keras_first_step_s=None,
-                  keras_peak_rss_mb=None, cpu_allocator=allocator(worker_env('ours')), keras_cpu_allocator=None)
+                  keras_peak_rss_mb=None, cpu_allocator=allocator(worker_env('ours')), keras_cpu_allocator=None,
+                  by_repeat=[dict(images_per_sec=spec['batch_size'] / ours['seconds_per_step'], matmul_gflops=gflops)
+                             for gflops, ours, _ in repeats])
     if spec['compare'] == 'keras':
-        keras = {setting: run_worker(dict(spec, kind='keras', data='synthetic', xla=setting == 'jit_compile'))
-                 for setting in ('default', 'jit_compile')}
-        setting = min(keras, key=lambda s: keras[s]['seconds_per_step'])
-        best = keras[setting]
-        report.update(keras_images_per_sec=spec['batch_size'] / best['seconds_per_step'], keras_setting=setting,
-                      keras_first_step_s=best['first_step_s'], keras_peak_rss_mb=best['peak_rss_mb'],
-                      keras_cpu_allocator=allocator(worker_env('keras')),
-                      keras_images_per_sec_by_setting={s: spec['batch_size'] / k['seconds_per_step']
-                                                       for s, k in keras.items()})
-        report['ratio'] = rate / report['keras_images_per_sec']
+        def keras_median(setting, field):
+            return median([keras[setting][field] for _, _, keras in repeats])
+
+        by_setting = {s: spec['batch_size'] / keras_median(s, 'seconds_per_step') for s in ('default', 'jit_compile')}
+        setting = max(by_setting, key=by_setting.get)
+        for row, (_, ours, keras) in zip(report['by_repeat'], repeats):
+            row.update(keras_images_per_sec=spec['batch_size'] / keras[setting]['seconds_per_step'])
+            row.update(ratio=row['images_per_sec'] / row['keras_images_per_sec'])
+        report.update(keras_images_per_sec=by_setting[setting], keras_setting=setting,
+                      keras_first_step_s=keras_median(setting, 'first_step_s'),
+                      keras_peak_rss_mb=keras_median(setting, 'peak_rss_mb'),
+                      keras_cpu_allocator=allocator(worker_env('keras')), keras_images_per_sec_by_setting=by_setting,
+                      ratio=median([row['ratio'] for row in report['by_repeat']]))
     return report
 
 
 def format_report(r):
-    lines = ['ResNet-%d %s, %dx%dx%d, batch %d, %s data, %s, median of %d steps after %d warm-up:'
+    lines = ['ResNet-%d %s, %dx%dx%d, batch %d, %s data, %s, median of %d steps after %d warm-up%s:'
              % (r['depth'], r['mode'], r['image_size'], r['image_size'], r['channels'], r['batch_size'], r['data'],
-                r.get('dtype', 'float32'), r['steps'], r['warmup']),
+                r.get('dtype', 'float32'), r['steps'], r['warmup'],
+                ', median of %d alternated repeats' % r['repeats'] if r['repeats'] > 1 else ''),
              '  resnet_graph: %.1f images/sec, first step %.1f s, peak RSS %.0f MB, %.1f GFLOP/s '
              '(%.0f%% of the %.1f GFLOP/s matmul rate), %s CPU allocator'
              % (r['images_per_sec'], r['first_step_s'], r['peak_rss_mb'], r['gflops'],
@@ -98,7 +125,8 @@ def format_report(r):
                      'peak RSS %.0f MB, %s CPU allocator' % (r['keras_setting'], r['keras_images_per_sec'],
                                                              r['keras_first_step_s'], r['keras_peak_rss_mb'],
                                                              r['keras_cpu_allocator']))
-        lines.append('  ratio resnet_graph / keras: %.2fx' % r['ratio'])
+        lines.append('  ratio resnet_graph / keras: %.2fx%s' % (r['ratio'], '' if r['repeats'] == 1 else
+                     ' (repeats: %s)' % ', '.join('%.2fx' % row['ratio'] for row in r['by_repeat'])))
     return '\n'.join(lines)
 
 
@@ -107,7 +135,7 @@ def main(args):
     validate()
     spec = {name: FLAGS[name].value for name in ('depth', 'image_size', 'batch_size', 'channels', 'num_classes',
                                                  'mode', 'data', 'dataset', 'data_dir', 'steps', 'warmup',
-                                                 'compare', 'xla', 'conv', 'fold_bn', 'dtype')}
+                                                 'compare', 'xla', 'conv', 'fold_bn', 'dtype', 'repeats')}
     report = measure(spec)
     print(json.dumps(report, sort_keys=True) if FLAGS.json else format_report(report))
 

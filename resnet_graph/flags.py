@@ -206,6 +206,9 @@ def define_benchmark():
     flags.DEFINE_string('data_dir', '', 'Where that data set lives.')
     flags.DEFINE_integer('steps', 10, 'Timed steps (the median is reported).')
     flags.DEFINE_integer('warmup', 3, 'Untimed steps first.')
+    flags.DEFINE_integer('repeats', 1, 'Run the whole sequence (matmul, ours, Keras) this many times, alternated, '
+                         'and report medians: on a machine whose speed drifts, each ratio is taken between '
+                         'processes that ran minutes apart.')
     flags.DEFINE_enum('compare', '', ['', 'keras'], 'Also time the equivalent Keras model.')
     flags.DEFINE_enum('xla', 'off', ['off', 'on'], 'XLA auto-clustering of our graph.')
     flags.DEFINE_enum('conv', T['conv'], ['shape_aware', 'plain'], 'Our convolutions (as the train flag).')

@@ -46,3 +46,32 @@ def test_bad_benchmark_flags_exit_2_with_one_line(args, message):
     assert result.returncode == 2 and 'Traceback' not in result.stderr
     line, = error_lines(result.stderr)
     assert message in line
+
+
+def test_repeats_report_medians_and_the_median_of_each_repeats_own_ratio(monkeypatch):
+    # The workloads replaced by fixed results (seconds a step), so the figures are exact: the end-to-end
+    # test above runs the real processes. The Keras setting is the faster by its median over the repeats.
+    from resnet_graph import benchmark
+    seconds = {'ours': iter([1.0, 2.0, 4.0]), 'default': iter([3.0, 3.0, 12.0]), 'jit_compile': iter([2.0, 6.0, 4.0])}
+    matmul = iter([100.0, 300.0, 200.0])
+
+    def fake_worker(spec):
+        if spec['kind'] == 'matmul':
+            return {'matmul_gflops': next(matmul)}
+        side = 'ours' if spec['kind'] == 'ours' else ('jit_compile' if spec['xla'] else 'default')
+        step = next(seconds[side])
+        return dict(seconds_per_step=step, first_step_s=10 * step, peak_rss_mb=100 * step, forward_flops=1e9)
+
+    monkeypatch.setattr(benchmark, 'run_worker', fake_worker)
+    spec = dict(batch_size=8, mode='train', xla='off', compare='keras', repeats=3)
+    report = benchmark.measure(spec)
+    assert report['images_per_sec'] == 4.0 and report['matmul_gflops'] == 200.0  # 8 / median(1, 2, 4)
+    assert (report['first_step_s'], report['peak_rss_mb']) == (20.0, 200.0)
+    assert report['gflops'] == 12.0 and report['fraction_of_matmul'] == 0.06
+    # Medians 3 (default) and 4 (jit_compile): default is the reference, 8 / 3 images/sec.
+    assert report['keras_setting'] == 'default' and report['keras_images_per_sec'] == pytest.approx(8 / 3)
+    assert report['keras_images_per_sec_by_setting'] == pytest.approx({'default': 8 / 3, 'jit_compile': 2.0})
+    assert (report['keras_first_step_s'], report['keras_peak_rss_mb']) == (30.0, 300.0)
+    assert [row['ratio'] for row in report['by_repeat']] == [3.0, 1.5, 3.0]  # default's 3, 3, 12 against 1, 2, 4
+    assert report['ratio'] == 3.0  # not 4 / (8 / 3) = 1.5: each repeat's ratio pairs processes run close in time
+    assert [row['matmul_gflops'] for row in report['by_repeat']] == [100.0, 300.0, 200.0]
