@@ -85,11 +85,13 @@ def test_training_graph_has_no_slow_gradient_ops(tf_graph):
     assert {name.split('/')[0] for name in few_rows} == {'stage3', 'stage4'}
     names = {op.name for op in tf_graph.get_operations()}
     assert all('gradients/%s_grad/transpose' % name in names for name in few_rows)
-    # The kernel gradients' transposed copies of the convolution inputs wait for the backward pass (made in
-    # the forward pass, each would be held to the end of it, a second copy at the step's memory peak).
-    copies = [op for op in tf_graph.get_operations() if op.type == 'Transpose' and op.name.startswith('gradients/')
-              and not op.inputs[0].name.startswith('gradients/')]
-    assert len(copies) == 3 + 3 and all('gradients/grad_ys_0' in _ancestors(op) for op in copies)
+    # The gradients' copies of forward tensors (the forward-convolution gradients' transposed inputs and
+    # flipped kernels) wait for the backward pass: made in the forward pass, each would be held to the end
+    # of it, a second copy at the step's memory peak.
+    copies = [op for op in tf_graph.get_operations() if op.type in ('Transpose', 'ReverseV2')
+              and op.name.startswith('gradients/')]
+    assert len([op for op in copies if not op.inputs[0].name.startswith('gradients/')]) == 2 * (3 + 3)
+    assert all('gradients/grad_ys_0' in _ancestors(op) for op in copies)
 
 
 def _ancestors(op):
