@@ -94,7 +94,9 @@ def run_ours(spec):
             # The train command's default step: its learning rate schedule and optimizer.
             cfg = dict(config.TRAIN, dtype=spec.get('dtype', 'float32'))  # float16: dynamic loss scaling
             lr = optim.learning_rate(cfg, global_step, cfg['learning_decay_steps'], 10 ** 6)
-            op = optim.train_op(net.loss, lr, global_step, net.update_ops, **optim.optimizer_options(cfg))[0]
+            op = optim.train_op(optim.training_loss(net), lr, global_step, net.update_ops,
+                                weight_decay=net.weight_decay, decayed_kernels=net.decayed_kernels,
+                                **optim.optimizer_options(cfg))[0]
         else:
             op = net.probabilities
         with v1.Session(config=session_config(spec['xla'])) as sess:

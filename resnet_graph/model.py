@@ -96,7 +96,8 @@ class ResNet(object):
     int64, is_training, logits [N, num_classes], probabilities, predictions
     [N] int64 (argmax over classes), cross_entropy, regularization_loss, loss
     (cross_entropy + regularization_loss), accuracy, top5_accuracy.
-    Lists: variables, trainable_variables, update_ops (this build's BN
+    Lists: variables, trainable_variables, decayed_kernels (the conv and dense
+    kernels that weight_decay covers), update_ops (this build's BN
     updates), and weights_report (restored / fresh variable names) when
     ``weights`` is given. The TF1 collections hold the same: UPDATE_OPS,
     REGULARIZATION_LOSSES (added once, by the build that creates the variables).
@@ -159,6 +160,7 @@ class ResNet(object):
         self.features = features
         self.update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS)[updates_before:]
         self.trainable_variables = [v for v in self.variables if v.trainable]
+        self.decayed_kernels = [v for v in self.variables if v.op.name.endswith('/kernel')]
         self.regularization_loss = self._weight_decay_loss()
         if include_top:
             self.input_y = self._labels(label_tensor)
@@ -204,8 +206,12 @@ class ResNet(object):
         return variable
 
     def _weight_decay_loss(self):
-        """weight_decay * sum(||kernel||^2) / 2 over this network's conv and dense kernels: a scalar."""
-        kernels = [v for v in self.variables if v.op.name.endswith('/kernel')]
+        """weight_decay * sum(||kernel||^2) / 2 over this network's conv and dense kernels: a scalar.
+
+        Its value (in ``loss``, logged and summarised); training adds its
+        gradient to the kernels' gradients (``optim.train_op``).
+        """
+        kernels = self.decayed_kernels
         if not self.weight_decay or not kernels:
             return tf.constant(0.0, name='regularization_loss')
         loss = tf.multiply(self.weight_decay, tf.add_n([tf.nn.l2_loss(k) for k in kernels]),

@@ -13,8 +13,9 @@ Optimizers (``--optimizer``): adam (default), momentum (optionally Nesterov), ad
 AdamW is Adam plus decoupled weight decay (Loshchilov & Hutter 2019), applied as an
 explicit ``kernel -= lr * adamw_weight_decay * kernel`` on the conv and dense kernels
 only, before Adam's update in the same step (as torch.optim.AdamW). It is independent of
-the L2 ``--weight_decay`` term in the loss (which Adam rescales): both apply when both
-are set; pure AdamW is ``--optimizer adamw --weight_decay 0``.
+the L2 ``--weight_decay`` term of the loss (its gradient added to the kernels' gradients,
+which Adam rescales): both apply when both are set; pure AdamW is
+``--optimizer adamw --weight_decay 0``.
 """
 import math
 
@@ -116,18 +117,37 @@ def optimizer_options(cfg):
 
 
 def training_loss(model, label_smoothing=0.0):
-    """The objective to minimise: ``model.loss``, or with label smoothing eps > 0 the
-    cross-entropy against (1 - eps) * one_hot + eps / num_classes, plus the L2 term.
+    """The data term of the objective to minimise: ``model.cross_entropy``, or with
+    label smoothing eps > 0 the cross-entropy against (1 - eps) * one_hot + eps / num_classes.
 
+    The L2 term is not in it: ``train_op`` adds its gradient (``add_weight_decay``).
     The logged and summarised loss stays ``model.loss`` (the plain cross-entropy,
-    as validation reports it), so train and eval curves remain comparable.
+    as validation reports it, plus the L2 term), so train and eval curves remain comparable.
     """
     if not label_smoothing:
-        return model.loss
+        return model.cross_entropy
     one_hot = tf.one_hot(model.input_y, model.num_classes)
-    smoothed = v1.losses.softmax_cross_entropy(one_hot, model.logits, label_smoothing=label_smoothing,
-                                               loss_collection=None)
-    return tf.add(smoothed, model.regularization_loss, name='smoothed_loss')
+    return v1.losses.softmax_cross_entropy(one_hot, model.logits, label_smoothing=label_smoothing,
+                                           loss_collection=None)
+
+
+def add_weight_decay(grads_and_vars, weight_decay, kernels):
+    """[(gradient, variable)] -> the same with ``weight_decay * kernel`` added to the gradient of each of
+    ``kernels``: the gradient of the L2 term ``weight_decay * sum ||kernel||^2 / 2`` (``regularization_loss``).
+
+    Each term waits for its kernel's own gradient. Differentiated through the
+    loss, the terms need nothing but the kernels, so they were all made as the
+    backward pass began and held to its end, a copy of every kernel at the
+    step's memory peak (ResNet-50 32x32 batch 128: 105 MB).
+    """
+    decayed = {kernel.ref() for kernel in kernels} if weight_decay else set()
+    result = []
+    for gradient, variable in grads_and_vars:
+        if variable.ref() in decayed:
+            with tf.control_dependencies([gradient]):
+                gradient = gradient + weight_decay * variable
+        result.append((gradient, variable))
+    return result
 
 
 def make_optimizer(name, learning_rate, momentum=0.9, nesterov=False):
@@ -191,10 +211,15 @@ class DynamicLossScale(object):
 
 def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False, optimizer='adam',
              momentum=0.9, nesterov=False, adamw_weight_decay=0.0, clip_gradient_norm=0.0, var_list=None,
-             gradients=None, wrap_optimizer=None, dynamic_loss_scale=False):
+             gradients=None, wrap_optimizer=None, dynamic_loss_scale=False, weight_decay=0.0, decayed_kernels=()):
     """One optimizer step on ``loss`` with the batch-norm updates run in the same step.
 
     Args:
+      loss: the scalar to differentiate (``training_loss``: without the L2
+        term when weight_decay is given, or it would count twice).
+      weight_decay, decayed_kernels: the L2 term's factor and kernels (a
+        model's ``weight_decay`` and ``decayed_kernels``), its gradient added
+        to theirs (``add_weight_decay``).
       skip_nonfinite: when the loss or a gradient is NaN or Inf, apply nothing
         (weights, optimizer slots and BN statistics stay) and only count the step.
       optimizer, momentum, nesterov: see ``make_optimizer``.
@@ -227,6 +252,7 @@ def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False,
     grads_and_vars = [(g, v) for g, v in computed if g is not None]
     if scale:
         grads_and_vars = scale.unscale(grads_and_vars)
+    grads_and_vars = add_weight_decay(grads_and_vars, weight_decay, decayed_kernels)
     gradient_norm = tf.linalg.global_norm([g for g, _ in grads_and_vars], name='gradient_norm')
     if clip_gradient_norm:
         clipped, _ = tf.clip_by_global_norm([g for g, _ in grads_and_vars], clip_gradient_norm,

@@ -106,7 +106,8 @@ class Trainer(object):
                 optim.training_loss(self.model, cfg['label_smoothing']), self.learning_rate, self.global_step,
                 finetune.update_ops(self.model, self.frozen), skip_nonfinite=cfg['nan_policy'] == 'skip',
                 var_list=trained, gradients=towers.gradients(self.model, cfg['label_smoothing']),
-                wrap_optimizer=self.wrap_optimizer, **optim.optimizer_options(cfg))
+                wrap_optimizer=self.wrap_optimizer, weight_decay=self.model.weight_decay,
+                decayed_kernels=self.model.decayed_kernels, **optim.optimizer_options(cfg))
             self.summary_op = summaries.train_summary(self.model, self.learning_rate, gradient_norm,
                                                       cfg['mean'], cfg['std'])
             self.histogram_op = summaries.histogram_summary(self.model) if cfg['histogram_every'] else None

@@ -65,3 +65,15 @@ def seeded_logits(batch, *args, seed=3, **kwargs):
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             return sess.run(model.logits, {model.input_x: batch, model.is_training: True})
+
+
+def ancestors(op):
+    """The names of every op that graph op ``op`` waits for, through its inputs and control inputs."""
+    seen, todo = set(), [op]
+    while todo:
+        current = todo.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent.name not in seen:
+                seen.add(parent.name)
+                todo.append(parent)
+    return seen

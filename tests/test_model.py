@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import seeded_logits
+from conftest import ancestors, seeded_logits
 from resnet_graph import layers
 from resnet_graph.model import ResNet
 
@@ -91,19 +91,7 @@ def test_training_graph_has_no_slow_gradient_ops(tf_graph):
     copies = [op for op in tf_graph.get_operations() if op.type in ('Transpose', 'ReverseV2')
               and op.name.startswith('gradients/')]
     assert len([op for op in copies if not op.inputs[0].name.startswith('gradients/')]) == 2 * (3 + 3)
-    assert all('gradients/grad_ys_0' in _ancestors(op) for op in copies)
-
-
-def _ancestors(op):
-    """The names of every op that ``op`` waits for, through its inputs and control inputs."""
-    seen, todo = set(), [op]
-    while todo:
-        current = todo.pop()
-        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
-            if parent.name not in seen:
-                seen.add(parent.name)
-                todo.append(parent)
-    return seen
+    assert all('gradients/grad_ys_0' in ancestors(op) for op in copies)
 
 
 def test_fast_and_plain_networks_give_the_same_logits():

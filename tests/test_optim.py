@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import error_lines, run_cli
+from conftest import ancestors, error_lines, run_cli
 from resnet_graph import optim
 from resnet_graph import trainer as trainer_module
 from resnet_graph.model import ResNet
@@ -153,10 +153,11 @@ def test_label_smoothing_gives_the_exact_smoothed_cross_entropy():
     eps, classes = 0.1, 3
     targets = (1 - eps) * np.eye(classes)[labels] + eps / classes
     log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-    expected = -(targets * log_softmax).sum(1).mean() + 0.25
+    expected = -(targets * log_softmax).sum(1).mean()  # the L2 term is not in it (train_op adds its gradient)
     with tf.Graph().as_default():
         model = types.SimpleNamespace(logits=tf.constant(logits, tf.float32), input_y=tf.constant(labels, tf.int64),
-                                      num_classes=classes, regularization_loss=tf.constant(0.25), loss='plain')
+                                      num_classes=classes, regularization_loss=tf.constant(0.25), loss='with L2',
+                                      cross_entropy='plain')
         assert optim.training_loss(model, 0.0) == 'plain'
         with v1.Session() as sess:
             got = sess.run(optim.training_loss(model, eps))
@@ -182,6 +183,28 @@ def test_weight_decay_counts_conv_and_dense_kernels_only(tf_graph):
         assert sess.run(net.regularization_loss) == pytest.approx(expected, rel=1e-5)
         kernels[0].load(np.zeros(kernels[0].shape.as_list(), np.float32), sess)
         assert sess.run(net.regularization_loss) < expected
+
+
+def test_weight_decay_gradients_equal_the_l2_terms_and_wait_for_each_kernels_own(tf_graph):
+    images = np.random.RandomState(3).rand(4, 16, 16, 1).astype(np.float32)
+    net = ResNet(18, 10, 16, 16, 1, weight_decay=1e-2, input_tensor=images, label_tensor=[0, 1, 2, 3], training=True)
+    variables = net.trainable_variables
+    through_the_loss = tf.gradients(net.loss, variables)  # the L2 term differentiated with the loss
+    data = list(zip(tf.gradients(net.cross_entropy, variables), variables))
+    added = optim.add_weight_decay(data, 1e-2, net.decayed_kernels)
+    with v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        want, got = sess.run([through_the_loss, [g for g, _ in added]])
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
+    decayed = {k.ref() for k in net.decayed_kernels}
+    assert len(decayed) == 21 and [v for _, v in added] == variables
+    for (gradient, variable), (own, _) in zip(added, data):
+        if variable.ref() not in decayed:  # BN and biases: their gradient as it was
+            assert gradient is own
+            continue
+        assert gradient.op.type == 'AddV2' and gradient.op.inputs[0] is own
+        assert own.op.name in ancestors(gradient.op.inputs[1].op)  # the term waits for the kernel's own gradient
 
 
 @pytest.mark.parametrize('args,message', [
