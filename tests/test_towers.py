@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import config
 from conftest import error_lines, run_cli
-from resnet_graph import towers
+from resnet_graph import optim, towers
 from resnet_graph.model import ResNet
 
 v1 = tf.compat.v1
@@ -36,6 +36,12 @@ def _one_device(checkpoint, images, labels, training):
             return loss, dict(zip([v.op.name for v in net.trainable_variables], values)), sess.run(means)
 
 
+def _with_weight_decay(model, averaged):
+    """The towers' averaged gradients of the data term with the L2 term's added, as ``optim.train_op`` does:
+    the gradients of the one-device loss."""
+    return optim.add_weight_decay(averaged, model.weight_decay, model.decayed_kernels)
+
+
 @pytest.fixture(scope='module')
 def towers_run(tmp_path_factory):
     """Two towers on /cpu:0 and /cpu:1: a checkpoint of their initial weights and their results on one batch."""
@@ -44,7 +50,8 @@ def towers_run(tmp_path_factory):
     results = {}
     with tf.Graph().as_default():
         model = towers.build_model(CFG, '', tf.constant(images), tf.constant(labels))
-        averaged = model.average_gradients()
+        towers_own = model.average_gradients()
+        averaged = _with_weight_decay(model, towers_own)
         means = [v for v in model.variables if v.op.name.endswith('moving_mean')]
         config_proto = towers.session_config(CFG)
         with v1.Session(config=config_proto) as sess:
@@ -58,7 +65,8 @@ def towers_run(tmp_path_factory):
             sess.run(model.update_ops, {model.is_training: True})
             results['means'] = sess.run(means)
         placement = dict(tower1=model.towers[1].logits.device, variable=model.variables[0].device,
-                         averaged=averaged[0][0].device, updates=len(model.update_ops),
+                         averaged=towers_own[0][0].device,
+                         decayed=averaged[0][0].op.colocation_groups(), updates=len(model.update_ops),
                          all_updates=len(v1.get_collection(v1.GraphKeys.UPDATE_OPS)))
     return checkpoint, images, labels, results, placement
 
@@ -67,6 +75,7 @@ def test_towers_place_compute_per_device_and_variables_on_the_parameter_device(t
     placement = towers_run[4]
     assert placement['tower1'].upper().endswith('CPU:1') and placement['variable'].upper().endswith('CPU:0')
     assert placement['averaged'].upper().endswith('CPU:0')
+    assert placement['decayed'] == [b'loc:@stem/conv/kernel']  # the weight decay term: where its kernel lives
     assert placement['all_updates'] == 2 * placement['updates'] == 2 * 2 * 7  # BN stats: the first tower's only
 
 
@@ -98,7 +107,7 @@ def test_synchronised_batch_norm_gives_one_devices_training_step_on_the_whole_ba
     cfg = dict(CFG, sync_bn=True)
     with tf.Graph().as_default():
         model = towers.build_model(cfg, '', tf.constant(images), tf.constant(labels))
-        averaged = model.average_gradients()
+        averaged = _with_weight_decay(model, model.average_gradients())
         # The all-reduces live in the training branches of the batch norms' conds (functions of the graph).
         collectives = [node for f in v1.get_default_graph().as_graph_def().library.function for node in f.node_def
                        if node.op == 'CollectiveReduce']
