@@ -93,6 +93,14 @@ FOLD_BN = 'frozen'
 # Performance: 8.82 -> 8.20 s a step, the same peak memory. False: TensorFlow's default.
 CPU_BFC_ALLOCATOR = True
 
+# Training gradients of stride-1 convolutions as forward convolutions (layers._conv_grads_as_forward_convs):
+# 'auto' where the CPU lacks AVX-512, 'on', 'off' (TensorFlow's Conv2DBackpropInput / Conv2DBackpropFilter).
+# oneDNN's backward convolutions are the slow ones on the AVX2 CPU of the README's Performance (ResNet-50
+# 32x32 batch 128 2.14 -> 1.37 s a step with this and the taps as slices); on the Zen 5 AVX-512 CPU they are
+# the faster (TensorFlow's own 2-17 % faster a step: 0.835x at ResNet-18 128x128 batch 32, 0.95x at ResNet-50
+# 224x224 batch 16).
+FORWARD_CONV_GRADIENTS = 'auto'
+
 # Fixed, stratified split of the embedded digits (fractions of each class).
 DIGITS_SPLIT = dict(validation=0.15, test=0.15, seed=20240601)
 

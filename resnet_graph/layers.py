@@ -11,6 +11,8 @@ convolution, and above all its input gradient, is far slower than a matrix
 multiply doing the same arithmetic, and at every size its two gradient ops
 are slower than forward convolutions doing the same sums.
 """
+import functools
+
 import tensorflow as tf
 
 import config
@@ -103,7 +105,7 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
     than live taps (a 3x3 on 2x2) one multiply of the whole map by a matrix
     of the kernel's taps (``_whole_map_conv``); any other stride-1 convolution with an
     odd kernel is Conv2D whose two gradients are forward convolutions too
-    (``_conv_grads_as_forward_convs``). Subsamples and taps are slices of a
+    (``_conv_grads_as_forward_convs``) where ``forward_conv_gradients()`` says so. Subsamples and taps are slices of a
     reshaped tensor, never strided slices (``_strided_taps``).
     """
     if epilogue is not None and use_bias:
@@ -127,12 +129,30 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
         elif fast and small_map:
             y = _patch_conv(x, kernel, stride, (top, bottom, left, right), (out_h, out_w), epilogue, few_rows)
         elif stride == 1 and (top, bottom, left, right) == _same(kernel_size) and kernel_size % 2:
-            y = _then(_conv_same(x, kernel, forward_gradient=fast and not inference), epilogue)
+            forward_gradient = fast and not inference and forward_conv_gradients()
+            y = _then(_conv_same(x, kernel, forward_gradient=forward_gradient), epilogue)
         else:  # explicit padding inside the convolution: no Pad op, nor its copy of x (and of dx)
             pads = [[0, 0], [top, bottom], [left, right], [0, 0]]
             y = _then(tf.nn.conv2d(x, kernel, strides=stride, padding=pads if any((top, bottom, left, right))
                                    else 'VALID'), epilogue)
         return _bias(y, filters, use_bias)
+
+
+def forward_conv_gradients():
+    """Whether training graphs give stride-1 convolutions ``_conv_grads_as_forward_convs``
+    (``config.FORWARD_CONV_GRADIENTS``: 'auto' is True where the CPU lacks AVX-512)."""
+    setting = config.FORWARD_CONV_GRADIENTS
+    return setting == 'on' or (setting == 'auto' and not cpu_has_avx512())
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_avx512():
+    """True when /proc/cpuinfo lists avx512f (False where it cannot be read: not Linux)."""
+    try:
+        with open('/proc/cpuinfo') as info:
+            return any(line.startswith('flags') and 'avx512f' in line.split() for line in info)
+    except OSError:
+        return False
 
 
 def _conv_same(x, kernel, forward_gradient=True):

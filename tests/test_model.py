@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import config
 from conftest import ancestors, seeded_logits
 from resnet_graph import layers
 from resnet_graph.model import ResNet
@@ -45,6 +46,7 @@ def test_output_shapes(depth, size, channels, tf_graph):
 @pytest.mark.parametrize('small_map_positions', [layers.SMALL_MAP_POSITIONS, 16])  # the default, and patches up to 4x4
 def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, small_map_positions, tf_graph, monkeypatch):
     monkeypatch.setattr(layers, 'SMALL_MAP_POSITIONS', small_map_positions)
+    monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', 'on')  # on any CPU: their values are tested here
     x = tf.constant(np.random.RandomState(1).randn(2, size, size, 5).astype(np.float32))
     with v1.variable_scope('c'):
         fast = layers.conv2d(x, 6, kernel, stride, fast=True)
@@ -61,7 +63,23 @@ def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, small_map_p
         np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-3)
 
 
-def test_training_graph_has_no_slow_gradient_ops(tf_graph):
+def test_forward_conv_gradients_are_on_where_the_cpu_lacks_avx512(tf_graph, monkeypatch):
+    for setting, avx512, expected in [('auto', False, True), ('auto', True, False), ('on', True, True),
+                                      ('off', False, False)]:
+        monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', setting)
+        monkeypatch.setattr(layers, 'cpu_has_avx512', lambda: avx512)
+        assert layers.forward_conv_gradients() is expected
+        y = layers.conv2d(tf.zeros([2, 8, 8, 3]), 4, 3, name='conv_%s_%s' % (setting, avx512))
+        assert (y.op.get_attr('_gradient_op_type') == layers.FORWARD_GRADIENT.encode()
+                if '_gradient_op_type' in y.op.node_def.attr else False) is expected
+    # This machine's answer agrees with its /proc/cpuinfo.
+    monkeypatch.undo()
+    with open('/proc/cpuinfo') as info:
+        assert layers.cpu_has_avx512() == ('avx512f' in info.read().split())
+
+
+def test_training_graph_has_no_slow_gradient_ops(tf_graph, monkeypatch):
+    monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', 'on')
     # ResNet-50 at 32x32: maps 16, 8, 4, 2, 1. Only the stem (7x7/2) and the two strided 3x3s whose outputs
     # exceed SMALL_MAP_POSITIONS (8x8 -> 4x4, 16x16 -> 8x8 is the max-pool) keep TensorFlow's own gradients;
     # the stem's input needs none.
