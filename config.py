@@ -87,15 +87,17 @@ COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 # then rescale the kernels at every run: faster at large images and batches, slower at small ones; 'off'.
 FOLD_BN = 'frozen'
 
-# TensorFlow's pooling (BFC) CPU allocator for every command line (cli.run sets TF_CPU_ALLOCATOR_USE_BFC
-# unless the environment already has it): TensorFlow's default takes each tensor from malloc, which maps
-# fresh pages for every tensor over 32 MB at every step. ResNet-50 224x224 batch 16 training, README
-# Performance: 8.82 -> 8.20 s a step, the same peak memory, on the AVX2 CPU; on the Zen 5 AVX-512 CPU a
-# few per cent at most, for 85-400 MB more resident memory. False: TensorFlow's default.
-CPU_BFC_ALLOCATOR = True
+# TensorFlow's pooling (BFC) CPU allocator for the command lines (cli.run sets TF_CPU_ALLOCATOR_USE_BFC unless
+# the environment already has it): 'auto' where the CPU lacks AVX-512, 'on', 'off' (TensorFlow's default, which
+# takes each tensor from malloc: fresh pages for every tensor over 32 MB at every step). README Performance:
+# ResNet-50 224x224 batch 16 training 8.82 -> 8.20 s a step at the same peak memory on the AVX2 CPU; on the two
+# AVX-512 CPUs no faster (Zen 4: 6.40 against 6.33 images/s, ResNet-18 32x32 batch 128 938 against 934) and
+# 85-400 MB more resident memory (its regions are never given back).
+CPU_BFC_ALLOCATOR = 'auto'
 
 # Training gradients of stride-1 convolutions as forward convolutions (layers._conv_grads_as_forward_convs):
-# 'auto' where the CPU lacks AVX-512, 'on', 'off' (TensorFlow's Conv2DBackpropInput / Conv2DBackpropFilter).
+# 'auto' where the CPU lacks AVX-512 (resnet_graph.cpu), 'on', 'off' (TensorFlow's Conv2DBackpropInput /
+# Conv2DBackpropFilter).
 # oneDNN's backward convolutions are the slow ones on the AVX2 CPU of the README's Performance (ResNet-50
 # 32x32 batch 128 2.14 -> 1.37 s a step with this and the taps as slices); on the Zen 5 AVX-512 CPU they are
 # the faster (TensorFlow's own 2-17 % faster a step: 0.835x at ResNet-18 128x128 batch 32, 0.95x at ResNet-50

@@ -9,6 +9,7 @@ import sys
 from absl import flags
 
 import config
+from resnet_graph import cpu
 
 FLAGS = flags.FLAGS
 
@@ -31,10 +32,11 @@ def run(prog, main, argv=None):
 
     Exits with main's return value (0 when None), 2 on a ``UsageError`` or a
     flag error, 130 on Ctrl-C. Selects TensorFlow's BFC CPU allocator first
-    (``config.CPU_BFC_ALLOCATOR``) unless TF_CPU_ALLOCATOR_USE_BFC is set.
+    where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC
+    is set.
     """
     argv = sys.argv if argv is None else argv
-    if config.CPU_BFC_ALLOCATOR:
+    if cpu.enabled(config.CPU_BFC_ALLOCATOR):
         os.environ.setdefault(ALLOCATOR_VARIABLE, 'true')
     try:
         args = FLAGS(argv)[1:]

@@ -11,11 +11,10 @@ convolution, and above all its input gradient, is far slower than a matrix
 multiply doing the same arithmetic, and at every size its two gradient ops
 are slower than forward convolutions doing the same sums.
 """
-import functools
-
 import tensorflow as tf
 
 import config
+from resnet_graph import cpu
 
 v1 = tf.compat.v1
 
@@ -144,18 +143,7 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
 def forward_conv_gradients():
     """Whether training graphs give stride-1 convolutions ``_conv_grads_as_forward_convs``
     (``config.FORWARD_CONV_GRADIENTS``: 'auto' is True where the CPU lacks AVX-512)."""
-    setting = config.FORWARD_CONV_GRADIENTS
-    return setting == 'on' or (setting == 'auto' and not cpu_has_avx512())
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_has_avx512():
-    """True when /proc/cpuinfo lists avx512f (False where it cannot be read: not Linux)."""
-    try:
-        with open('/proc/cpuinfo') as info:
-            return any(line.startswith('flags') and 'avx512f' in line.split() for line in info)
-    except OSError:
-        return False
+    return cpu.enabled(config.FORWARD_CONV_GRADIENTS)
 
 
 def _conv_same(x, kernel, forward_gradient=True):

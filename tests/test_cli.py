@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+import config
 from conftest import ROOT, SMALL, TINY, error_lines, run_cli
+from resnet_graph import cli, cpu
 
 
 @pytest.fixture(scope='module')
@@ -175,8 +177,12 @@ cli.run('probe', main)
 '''
 
 
-@pytest.mark.parametrize('user_choice,allocator', [(None, 'bfc'), ('false', 'default')])
-def test_command_lines_run_on_the_bfc_cpu_allocator_unless_the_user_chose(user_choice, allocator):
+AUTO_ALLOCATOR = 'default' if cpu.has_avx512() else 'bfc'  # config.CPU_BFC_ALLOCATOR 'auto' on this machine
+OTHER_ALLOCATOR, OTHER_CHOICE = ('bfc', 'true') if AUTO_ALLOCATOR == 'default' else ('default', 'false')
+
+
+@pytest.mark.parametrize('user_choice,allocator', [(None, AUTO_ALLOCATOR), (OTHER_CHOICE, OTHER_ALLOCATOR)])
+def test_command_lines_pick_the_cpu_allocator_unless_the_user_chose(user_choice, allocator):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
     env.pop('TF_CPU_ALLOCATOR_USE_BFC', None)
     if user_choice is not None:
@@ -185,3 +191,16 @@ def test_command_lines_run_on_the_bfc_cpu_allocator_unless_the_user_chose(user_c
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == allocator
+
+
+@pytest.mark.parametrize('setting,avx512,variable', [('auto', False, 'true'), ('auto', True, None),
+                                                     ('on', True, 'true'), ('off', False, None)])
+def test_the_allocator_setting_is_on_where_the_cpu_lacks_avx512(monkeypatch, setting, avx512, variable):
+    monkeypatch.setenv(cli.ALLOCATOR_VARIABLE, 'unset by the test')  # so that undo removes what cli.run sets
+    monkeypatch.delenv(cli.ALLOCATOR_VARIABLE)
+    monkeypatch.setattr(config, 'CPU_BFC_ALLOCATOR', setting)
+    monkeypatch.setattr(cpu, 'has_avx512', lambda: avx512)
+    with pytest.raises(SystemExit) as exit_:
+        cli.run('probe', lambda args: None, ['probe'])
+    assert exit_.value.code == 0
+    assert os.environ.get(cli.ALLOCATOR_VARIABLE) == variable

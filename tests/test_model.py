@@ -5,7 +5,7 @@ import tensorflow as tf
 
 import config
 from conftest import ancestors, seeded_logits
-from resnet_graph import layers
+from resnet_graph import cpu, layers
 from resnet_graph.model import ResNet
 
 v1 = tf.compat.v1
@@ -67,7 +67,7 @@ def test_forward_conv_gradients_are_on_where_the_cpu_lacks_avx512(tf_graph, monk
     for setting, avx512, expected in [('auto', False, True), ('auto', True, False), ('on', True, True),
                                       ('off', False, False)]:
         monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', setting)
-        monkeypatch.setattr(layers, 'cpu_has_avx512', lambda: avx512)
+        monkeypatch.setattr(cpu, 'has_avx512', lambda: avx512)
         assert layers.forward_conv_gradients() is expected
         y = layers.conv2d(tf.zeros([2, 8, 8, 3]), 4, 3, name='conv_%s_%s' % (setting, avx512))
         assert (y.op.get_attr('_gradient_op_type') == layers.FORWARD_GRADIENT.encode()
@@ -75,7 +75,9 @@ def test_forward_conv_gradients_are_on_where_the_cpu_lacks_avx512(tf_graph, monk
     # This machine's answer agrees with its /proc/cpuinfo.
     monkeypatch.undo()
     with open('/proc/cpuinfo') as info:
-        assert layers.cpu_has_avx512() == ('avx512f' in info.read().split())
+        assert cpu.has_avx512() == ('avx512f' in info.read().split())
+    with pytest.raises(ValueError, match='auto/on/off'):
+        cpu.enabled(True)
 
 
 def test_training_graph_has_no_slow_gradient_ops(tf_graph, monkeypatch):
