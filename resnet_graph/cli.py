@@ -30,13 +30,19 @@ def fail(prog, message):
 def run(prog, main, argv=None):
     """Parses the flags already defined, then calls ``main(args)`` (args: the positional arguments).
 
-    Exits with main's return value (0 when None), 2 on a ``UsageError`` or a
-    flag error, 130 on Ctrl-C. Selects TensorFlow's BFC CPU allocator first
+    Exits with main's return value (0 when None), 2 on a ``UsageError``, a
+    flag error or a CPU setting of config.py that is not 'auto', 'on', 'off'
+    (or a bool), 130 on Ctrl-C. Selects TensorFlow's BFC CPU allocator first
     where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC
     is set.
     """
     argv = sys.argv if argv is None else argv
-    if cpu.enabled(config.CPU_BFC_ALLOCATOR):
+    try:
+        bfc = cpu.enabled(config.CPU_BFC_ALLOCATOR, 'config.CPU_BFC_ALLOCATOR')
+        cpu.enabled(config.FORWARD_CONV_GRADIENTS, 'config.FORWARD_CONV_GRADIENTS')  # a bad value fails here, first
+    except ValueError as e:
+        fail(prog, e)
+    if bfc:
         os.environ.setdefault(ALLOCATOR_VARIABLE, 'true')
     try:
         args = FLAGS(argv)[1:]

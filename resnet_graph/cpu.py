@@ -18,8 +18,11 @@ def has_avx512():
         return False
 
 
-def enabled(setting):
-    """Whether a lever set to 'on', 'off' or 'auto' is on: 'auto' is on where the CPU lacks AVX-512. A bool."""
+def enabled(setting, name):
+    """Whether the lever ``name`` set to 'on', 'off' or 'auto' (or True / False, as config.py once had it) is
+    on: 'auto' is on where the CPU lacks AVX-512. A bool; ValueError naming ``name`` for any other value."""
+    if setting in (True, False):
+        return setting
     if setting not in SETTINGS:
-        raise ValueError('expected one of %s, got %r' % ('/'.join(SETTINGS), setting))
+        raise ValueError('%s is %r: set it to one of %s in config.py' % (name, setting, ', '.join(map(repr, SETTINGS))))
     return setting == 'on' or (setting == 'auto' and not has_avx512())

@@ -204,3 +204,13 @@ def test_the_allocator_setting_is_on_where_the_cpu_lacks_avx512(monkeypatch, set
         cli.run('probe', lambda args: None, ['probe'])
     assert exit_.value.code == 0
     assert os.environ.get(cli.ALLOCATOR_VARIABLE) == variable
+
+
+@pytest.mark.parametrize('name', ['CPU_BFC_ALLOCATOR', 'FORWARD_CONV_GRADIENTS'])
+def test_a_bad_cpu_setting_in_config_is_one_line_and_exit_2(monkeypatch, capsys, name):
+    monkeypatch.setattr(config, name, 'yes')
+    with pytest.raises(SystemExit) as exit_:
+        cli.run('probe', lambda args: pytest.fail('main ran'), ['probe'])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == ("probe: error: config.%s is 'yes': set it to one of 'auto', 'on', 'off' in "
+                                       "config.py\n" % name)

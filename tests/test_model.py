@@ -76,8 +76,9 @@ def test_forward_conv_gradients_are_on_where_the_cpu_lacks_avx512(tf_graph, monk
     monkeypatch.undo()
     with open('/proc/cpuinfo') as info:
         assert cpu.has_avx512() == ('avx512f' in info.read().split())
-    with pytest.raises(ValueError, match='auto/on/off'):
-        cpu.enabled(True)
+    assert (cpu.enabled(True, 'x'), cpu.enabled(False, 'x')) == (True, False)  # config.py's earlier booleans
+    with pytest.raises(ValueError, match="config.X is 'yes': set it to one of 'auto', 'on', 'off' in config.py"):
+        cpu.enabled('yes', 'config.X')
 
 
 def test_training_graph_has_no_slow_gradient_ops(tf_graph, monkeypatch):
