@@ -8,7 +8,6 @@ import sys
 
 from absl import flags
 
-import config
 from resnet_graph import cpu
 
 FLAGS = flags.FLAGS
@@ -38,8 +37,8 @@ def run(prog, main, argv=None):
     """
     argv = sys.argv if argv is None else argv
     try:
-        bfc = cpu.enabled(config.CPU_BFC_ALLOCATOR, 'config.CPU_BFC_ALLOCATOR')
-        cpu.enabled(config.FORWARD_CONV_GRADIENTS, 'config.FORWARD_CONV_GRADIENTS')  # a bad value fails here, first
+        bfc = cpu.enabled('CPU_BFC_ALLOCATOR')
+        cpu.enabled('FORWARD_CONV_GRADIENTS')  # a bad value fails here, before anything runs
     except ValueError as e:
         fail(prog, e)
     if bfc:

@@ -5,6 +5,8 @@ AVX-512 machines measured since; AVX-512 is the difference between those machine
 """
 import functools
 
+import config
+
 SETTINGS = ('auto', 'on', 'off')
 
 
@@ -18,11 +20,13 @@ def has_avx512():
         return False
 
 
-def enabled(setting, name):
-    """Whether the lever ``name`` set to 'on', 'off' or 'auto' (or True / False, as config.py once had it) is
-    on: 'auto' is on where the CPU lacks AVX-512. A bool; ValueError naming ``name`` for any other value."""
+def enabled(name):
+    """Whether the lever ``config.<name>`` is on: 'on', 'off', or 'auto' (on where the CPU lacks AVX-512); True /
+    False as config.py once had them. A bool; ValueError naming the setting for any other value."""
+    setting = getattr(config, name)
     if setting in (True, False):
         return setting
     if setting not in SETTINGS:
-        raise ValueError('%s is %r: set it to one of %s in config.py' % (name, setting, ', '.join(map(repr, SETTINGS))))
+        raise ValueError('config.%s is %r: set it to one of %s in config.py'
+                         % (name, setting, ', '.join(map(repr, SETTINGS))))
     return setting == 'on' or (setting == 'auto' and not has_avx512())

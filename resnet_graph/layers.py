@@ -143,7 +143,7 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
 def forward_conv_gradients():
     """Whether training graphs give stride-1 convolutions ``_conv_grads_as_forward_convs``
     (``config.FORWARD_CONV_GRADIENTS``: 'auto' is True where the CPU lacks AVX-512)."""
-    return cpu.enabled(config.FORWARD_CONV_GRADIENTS, 'config.FORWARD_CONV_GRADIENTS')
+    return cpu.enabled('FORWARD_CONV_GRADIENTS')
 
 
 def _conv_same(x, kernel, forward_gradient=True):

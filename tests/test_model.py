@@ -76,9 +76,13 @@ def test_forward_conv_gradients_are_on_where_the_cpu_lacks_avx512(tf_graph, monk
     monkeypatch.undo()
     with open('/proc/cpuinfo') as info:
         assert cpu.has_avx512() == ('avx512f' in info.read().split())
-    assert (cpu.enabled(True, 'x'), cpu.enabled(False, 'x')) == (True, False)  # config.py's earlier booleans
-    with pytest.raises(ValueError, match="config.X is 'yes': set it to one of 'auto', 'on', 'off' in config.py"):
-        cpu.enabled('yes', 'config.X')
+    for earlier in (True, False):  # config.py's earlier booleans
+        monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', earlier)
+        assert cpu.enabled('FORWARD_CONV_GRADIENTS') is earlier
+    monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', 'yes')
+    with pytest.raises(ValueError, match="config.FORWARD_CONV_GRADIENTS is 'yes': set it to one of 'auto', 'on', "
+                                         "'off' in config.py"):
+        cpu.enabled('FORWARD_CONV_GRADIENTS')
 
 
 def test_training_graph_has_no_slow_gradient_ops(tf_graph, monkeypatch):
