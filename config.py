@@ -96,7 +96,7 @@ FOLD_BN = 'frozen'
 CPU_BFC_ALLOCATOR = 'auto'
 
 # Training gradients of stride-1 convolutions as forward convolutions (layers._conv_grads_as_forward_convs):
-# 'auto' where the CPU lacks AVX-512 (resnet_graph.cpu), 'on', 'off' (TensorFlow's Conv2DBackpropInput /
+# 'auto' where the CPU lacks AVX-512 (resnet_graph.fastconv.cpu), 'on', 'off' (TensorFlow's Conv2DBackpropInput /
 # Conv2DBackpropFilter).
 # oneDNN's backward convolutions are the slow ones on the AVX2 CPU of the README's Performance (ResNet-50
 # 32x32 batch 128 2.14 -> 1.37 s a step with this and the taps as slices); on the Zen 5 AVX-512 CPU they are

@@ -14,6 +14,6 @@ __all__ = ['ResNet']
 def __getattr__(name):
     # Imported lazily so the command lines can reject bad flags before TensorFlow loads.
     if name == 'ResNet':
-        from resnet_graph.model import ResNet
+        from resnet_graph.nets.model import ResNet
         return ResNet
     raise AttributeError(name)

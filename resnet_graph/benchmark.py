@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from resnet_graph import cli
-from resnet_graph import variants
+from resnet_graph.nets import variants
 from resnet_graph import flags as run_flags
 from resnet_graph.cli import require
 
@@ -55,7 +55,7 @@ def allocator(env):
 
 def run_worker(spec):
     """Runs one ``bench_worker`` process; returns its JSON result (UsageError with its stderr if it fails)."""
-    proc = subprocess.run([sys.executable, '-m', 'resnet_graph.bench_worker', json.dumps(spec)],
+    proc = subprocess.run([sys.executable, '-m', 'resnet_graph.bench.worker', json.dumps(spec)],
                           capture_output=True, text=True, env=worker_env(spec['kind']))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ['exit code %d' % proc.returncode])[-1]

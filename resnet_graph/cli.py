@@ -8,7 +8,7 @@ import sys
 
 from absl import flags
 
-from resnet_graph import cpu
+from resnet_graph.fastconv import cpu
 
 FLAGS = flags.FLAGS
 

@@ -7,7 +7,7 @@ import json
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.cli import require
-from resnet_graph.run_dir import RunDir
+from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS
 
@@ -16,7 +16,7 @@ def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     require(FLAGS.model_dir, '--model_dir is required: the run directory written by resnet_graph.train')
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
-    from resnet_graph.inference import RestoredRun
+    from resnet_graph.serving.inference import RestoredRun
     restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint)
     metrics = dict(restored.evaluate(FLAGS.split), split=FLAGS.split, checkpoint=restored.checkpoint)
     metrics['confusion'] = metrics['confusion'].tolist()

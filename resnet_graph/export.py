@@ -20,7 +20,7 @@ import tempfile
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.cli import require
-from resnet_graph.run_dir import RunDir
+from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS
 
@@ -35,7 +35,7 @@ def build(cfg, with_bytes=True, fold_bn=False):
     """
     import tensorflow as tf
     from resnet_graph.data.pipeline import decode, preprocess
-    from resnet_graph.model import ResNet
+    from resnet_graph.nets.model import ResNet
     size, channels, mean, std = cfg['image_size'], cfg['channels'], cfg['mean'], cfg['std']
 
     def classify(normalised, reuse):
@@ -92,7 +92,7 @@ def export(model_dir, checkpoint, fmt, out):
     Returns dict: checkpoint (path), signatures {name: {inputs, outputs: {key: [node name, dtype, shape]}}}.
     """
     import tensorflow as tf
-    from resnet_graph.inference import find_checkpoint, fold_bn_default, restore
+    from resnet_graph.serving.inference import find_checkpoint, fold_bn_default, restore
     run = RunDir(model_dir)
     cfg, path = run.require_config(), find_checkpoint(run, checkpoint)
     graph = tf.Graph()

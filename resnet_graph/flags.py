@@ -67,7 +67,7 @@ def define_scale_out():
 
 def define_summary():
     """Flags of resnet_graph.summary: the network's shape and its variants."""
-    from resnet_graph import variants
+    from resnet_graph.nets import variants
     flags.DEFINE_integer('depth', 50, 'ResNet depth: 18, 34, 50, 101, 152, or 6n+2 (CIFAR-style).')
     flags.DEFINE_integer('image_size', 224, 'Side of the square input images.')
     flags.DEFINE_integer('channels', 3, 'Input channels.')
@@ -88,7 +88,7 @@ def define_import_keras():
 
 def define_architecture(defaults=T):
     """The architecture-variant flags (train and summary); resnet_graph/variants.py says what each does."""
-    from resnet_graph import variants
+    from resnet_graph.nets import variants
     flags.DEFINE_enum('architecture', defaults['architecture'], variants.ARCHITECTURES, 'imagenet (7x7 stem, '
                       'four stages), cifar (depth 6n+2: 3x3 stem, stages of 16/32/64 filters) or auto (imagenet '
                       'for 18/34/50/101/152, cifar for other 6n+2 depths).')

@@ -30,7 +30,7 @@ IMAGENET_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/re
 
 def layer_map(depth):
     """Our layer scope -> the keras.applications layer name, for ResNet-``depth`` (50, 101, 152)."""
-    from resnet_graph.variants import IMAGENET_STAGES
+    from resnet_graph.nets.variants import IMAGENET_STAGES
     mapping = {'stem/conv': 'conv1_conv', 'stem/bn': 'conv1_bn', 'head/dense': 'predictions'}
     for stage, blocks in enumerate(IMAGENET_STAGES[depth][1]):
         for block in range(blocks):
@@ -122,8 +122,8 @@ def write_run(cfg, weights):
     Returns the checkpoint prefix.
     """
     import tensorflow as tf
-    from resnet_graph.model import ResNet
-    from resnet_graph.run_dir import RunDir
+    from resnet_graph.nets.model import ResNet
+    from resnet_graph.training.run_dir import RunDir
     v1 = tf.compat.v1
     run = RunDir(cfg['model_dir'])
     with tf.Graph().as_default():

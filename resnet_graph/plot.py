@@ -11,7 +11,7 @@ import os
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.cli import UsageError, require
-from resnet_graph.run_dir import RunDir
+from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS
 PANELS = (('loss', 'loss (cross-entropy + weight decay)'), ('accuracy', 'top-1 accuracy'),

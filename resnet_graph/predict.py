@@ -14,7 +14,7 @@ import numpy as np
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.cli import require
-from resnet_graph.run_dir import RunDir
+from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS
 
@@ -70,7 +70,7 @@ def main(paths):
     require(paths, 'no files given: python -m resnet_graph.predict --model_dir DIR FILE...')
     require(FLAGS.top_k >= 1, '--top_k must be at least 1, got %d' % FLAGS.top_k)
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
-    from resnet_graph.inference import RestoredRun
+    from resnet_graph.serving.inference import RestoredRun
     restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint)
     results = predict_files(restored, paths, min(FLAGS.top_k, restored.config['num_classes']))
     restored.close()

@@ -13,7 +13,7 @@ import re
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph import variants
+from resnet_graph.nets import variants
 from resnet_graph.cli import require
 
 FLAGS = run_flags.FLAGS
@@ -58,7 +58,7 @@ def summarize(depth, image_size=224, channels=3, num_classes=1000, **options):
       macs (total), spec (the resolved variant options).
     """
     import tensorflow as tf
-    from resnet_graph.model import ResNet
+    from resnet_graph.nets.model import ResNet
     graph = tf.Graph()
     with graph.as_default():
         images = tf.zeros([1, image_size, image_size, channels])

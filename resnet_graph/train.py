@@ -11,7 +11,7 @@ import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.cli import require
-from resnet_graph.run_dir import RunDir, incompatible
+from resnet_graph.training.run_dir import RunDir, incompatible
 
 FLAGS = run_flags.FLAGS
 
@@ -40,7 +40,7 @@ def validate(cfg):
 
 def validate_architecture(cfg):
     """Raises UsageError for a depth or architecture variant that does not exist (resnet_graph/variants.py)."""
-    from resnet_graph import variants
+    from resnet_graph.nets import variants
     try:
         variants.resolve(cfg['depth'], **variants.from_config(cfg))
     except ValueError as e:
@@ -96,7 +96,7 @@ def validate_dtype(cfg):
 
 def validate_finetune(cfg):
     """Raises UsageError for fine-tuning flags out of range or without --warm_start_from."""
-    from resnet_graph import variants
+    from resnet_graph.nets import variants
     stages = len(variants.resolve(cfg['depth'], **variants.from_config(cfg)).num_blocks)
     require(0 <= cfg['freeze_stages'] <= stages, '--freeze_stages must be in [0, %d] (the stages of this network), '
             'got %s' % (stages, cfg['freeze_stages']))
@@ -144,13 +144,13 @@ def main(args):
     spec = cluster.from_environment()  # TF_CONFIG (several machines), checked before TensorFlow loads
     cfg = resolve_config()
     cluster.validate_for_cluster(cfg, spec, asked_flags(cfg))
-    from resnet_graph.model import check_data_format
+    from resnet_graph.nets.model import check_data_format
     try:  # before the data and the graph: NCHW on a machine without a GPU
         check_data_format(cfg['data_format'])
     except ValueError as e:
         raise cli.UsageError('--%s' % e)
-    from resnet_graph import distributed
-    from resnet_graph.trainer import TrainingError
+    from resnet_graph.training import distributed
+    from resnet_graph.training.trainer import TrainingError
     try:  # a plain Trainer without TF_CONFIG
         result = distributed.trainer(cfg, spec, log=lambda line: print(line, flush=True)).train()
     except OSError as e:

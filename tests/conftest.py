@@ -57,7 +57,7 @@ def seeded_logits(batch, *args, seed=3, **kwargs):
     convolutions, data format) give the same weights, so equal logits.
     """
     import tensorflow as tf
-    from resnet_graph.model import ResNet
+    from resnet_graph.nets.model import ResNet
     v1 = tf.compat.v1
     with tf.Graph().as_default():
         v1.set_random_seed(seed)

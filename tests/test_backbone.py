@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT
-from resnet_graph.model import ResNet
+from resnet_graph.nets.model import ResNet
 
 v1 = tf.compat.v1
 

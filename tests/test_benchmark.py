@@ -4,8 +4,8 @@ import json
 import pytest
 
 from conftest import error_lines, run_cli
-from resnet_graph import cpu
-from resnet_graph.bench_worker import forward_flops
+from resnet_graph.fastconv import cpu
+from resnet_graph.bench.worker import forward_flops
 
 FIELDS = ('images_per_sec', 'keras_images_per_sec', 'ratio', 'first_step_s', 'keras_first_step_s', 'peak_rss_mb',
           'keras_peak_rss_mb', 'gflops', 'matmul_gflops')

@@ -10,7 +10,8 @@ import pytest
 
 import config
 from conftest import ROOT, SMALL, TINY, error_lines, run_cli
-from resnet_graph import cli, cpu
+from resnet_graph import cli
+from resnet_graph.fastconv import cpu
 
 
 @pytest.fixture(scope='module')
@@ -57,7 +58,7 @@ def test_evaluate_reports_the_test_accuracy_the_trainer_printed(trained):
 def test_predict_answers_each_file_and_reports_the_bad_one(trained, tmp_path):
     from PIL import Image
     from data_loader import DataLoader
-    from resnet_graph.inference import RestoredRun
+    from resnet_graph.serving.inference import RestoredRun
     model_dir, _ = trained
     loader = DataLoader()
     ids = loader.test_ids[:2]

@@ -198,7 +198,7 @@ def _ps_bytes(strategy, cfg):
     places them with ``strategy``; and the largest variable's bytes."""
     import numpy as np
     import tensorflow as tf
-    from resnet_graph.model import ResNet
+    from resnet_graph.nets.model import ResNet
     spec = tf.train.ClusterSpec({'ps': ['h:1', 'h:2'], 'worker': ['h:3']})
     loads = [0, 0]
     with tf.Graph().as_default():
@@ -212,7 +212,7 @@ def _ps_bytes(strategy, cfg):
 
 def test_ps_strategy_by_size_balances_the_bytes_round_robin_does_not():
     import config
-    from resnet_graph.distributed import BySize, network_sizes
+    from resnet_graph.training.distributed import BySize, network_sizes
     cfg = dict(config.TRAIN, depth=18, image_size=32, channels=3, num_classes=10)
     strategy = BySize(2, network_sizes(cfg))
     by_size, largest = _ps_bytes(strategy, cfg)

@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY, error_lines, run_cli
-from resnet_graph import layers
-from resnet_graph import optim
-from resnet_graph.inference import RestoredRun
-from resnet_graph.model import ResNet
-from resnet_graph.run_dir import RunDir
+from resnet_graph.nets import layers
+from resnet_graph.training import optim
+from resnet_graph.serving.inference import RestoredRun
+from resnet_graph.nets.model import ResNet
+from resnet_graph.training.run_dir import RunDir
 
 v1 = tf.compat.v1
 
@@ -173,7 +173,7 @@ def test_a_bad_dtype_exits_2_with_one_line(args, message, tmp_path):
 
 @pytest.mark.parametrize('nan_policy', ['stop', 'skip'])
 def test_the_trainer_counts_float16_overflows_apart_from_a_non_finite_loss(nan_policy, tmp_path):
-    from resnet_graph import trainer as trainer_module
+    from resnet_graph.training import trainer as trainer_module
     lines = []
     trainer = object.__new__(trainer_module.Trainer)  # only what _check_loss reads
     trainer.cfg, trainer.log = dict(dtype='float16', nan_policy=nan_policy), lines.append

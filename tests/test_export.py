@@ -15,7 +15,7 @@ from conftest import SMALL, error_lines, run_cli
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """One tiny run (2 steps, its best checkpoint at step 2) and the trainer graph restored from it."""
-    from resnet_graph.inference import RestoredRun
+    from resnet_graph.serving.inference import RestoredRun
     model_dir = tmp_path_factory.mktemp('export') / 'run'
     result = run_cli('train', *SMALL, '--model_dir', model_dir, '--max_steps', 2, '--eval_every', 2)
     assert result.returncode == 0, result.stderr

@@ -29,7 +29,7 @@ def _build(fold, conv='shape_aware', depth=18, size=16, **options):
 
     Returns (logits, [(name, shape, trainable)] of the network's variables, graph op types).
     """
-    from resnet_graph.model import ResNet
+    from resnet_graph.nets.model import ResNet
     with tf.Graph().as_default() as graph:
         model = ResNet(depth, 10, size, size, 3, training=False, fold_bn=fold, fast_conv=conv == 'shape_aware',
                        **options)
@@ -68,7 +68,7 @@ def test_folding_keeps_logits_of_the_variants(options):
 
 def test_graphs_that_can_train_never_fold(tf_graph):
     from conftest import seeded_logits
-    from resnet_graph.model import ResNet
+    from resnet_graph.nets.model import ResNet
     # The is_training placeholder: the same graph (so the same seeded weights) and batch statistics either way.
     batch = np.random.RandomState(1).rand(4, 16, 16, 3)
     np.testing.assert_array_equal(seeded_logits(batch, 18, 10, 16, 16, 3, fold_bn=True),
@@ -81,8 +81,8 @@ def test_graphs_that_can_train_never_fold(tf_graph):
 def trained(tmp_path_factory):
     """A tiny run trained 4 steps in-process (its BN statistics have moved), restored without folding."""
     from test_trainer import tiny_config
-    from resnet_graph import trainer as trainer_module
-    from resnet_graph.inference import RestoredRun
+    from resnet_graph.training import trainer as trainer_module
+    from resnet_graph.serving.inference import RestoredRun
     model_dir = tmp_path_factory.mktemp('fold_bn') / 'run'
     trainer_module.Trainer(tiny_config(model_dir, max_steps=4, eval_every=4), log=lambda line: None).train()
     restored = RestoredRun(str(model_dir), fold_bn=False)
@@ -91,7 +91,7 @@ def trained(tmp_path_factory):
 
 
 def test_restored_run_evaluates_the_same_folded(trained):
-    from resnet_graph.inference import RestoredRun
+    from resnet_graph.serving.inference import RestoredRun
     model_dir, plain = trained
     folded = RestoredRun(str(model_dir), fold_bn=True)
     try:

@@ -44,7 +44,7 @@ def test_imported_run_gives_the_keras_logits(keras_resnet50, tmp_path):
     np.testing.assert_allclose(np.array(cfg['mean']) * 255, [123.68, 116.779, 103.939], rtol=1e-6)
     np.testing.assert_allclose(np.array(cfg['std']) * 255, 1.0, rtol=1e-6)
 
-    from resnet_graph.inference import RestoredRun
+    from resnet_graph.serving.inference import RestoredRun
     restored = RestoredRun(str(tmp_path / 'run'))
     ours = restored.model
     # Keras counts the BN moving statistics too: 25,636,712 with 1000 classes = ours with 10 + 990 more outputs.

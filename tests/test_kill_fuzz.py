@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_cli
-from resnet_graph.run_dir import RunDir
+from resnet_graph.training.run_dir import RunDir
 from test_reliability import start_training, wait_for
 
 

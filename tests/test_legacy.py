@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet_graph.model import ResNet
+from resnet_graph.nets.model import ResNet
 
 v1 = tf.compat.v1
 BN = ('gamma', 'beta', 'moving_mean', 'moving_variance')

@@ -5,8 +5,9 @@ import tensorflow as tf
 
 import config
 from conftest import ancestors, seeded_logits
-from resnet_graph import cpu, layers
-from resnet_graph.model import ResNet
+from resnet_graph.fastconv import cpu
+from resnet_graph.nets import layers
+from resnet_graph.nets.model import ResNet
 
 v1 = tf.compat.v1
 

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import ancestors, error_lines, run_cli
-from resnet_graph import optim
-from resnet_graph import trainer as trainer_module
-from resnet_graph.model import ResNet
+from resnet_graph.training import optim
+from resnet_graph.training import trainer as trainer_module
+from resnet_graph.nets.model import ResNet
 from test_trainer import tiny_config
 
 v1 = tf.compat.v1

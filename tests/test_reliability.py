@@ -12,10 +12,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, error_lines, run_cli
-from resnet_graph import trainer as trainer_module
+from resnet_graph.training import trainer as trainer_module
 from resnet_graph.data.pipeline import EpochOrder
-from resnet_graph.model import ResNet
-from resnet_graph.run_dir import RunDir
+from resnet_graph.nets.model import ResNet
+from resnet_graph.training.run_dir import RunDir
 from test_trainer import tiny_config
 
 # The depth-8 ResNet on 8x8 digits: start-up dominates, so kills land at every phase of the loop.

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import SMALL, run_cli
-from resnet_graph import summaries
+from resnet_graph.training import summaries
 
 SCALARS = {'loss', 'cross_entropy', 'accuracy', 'top5_accuracy'}
 

@@ -10,8 +10,9 @@ import tensorflow as tf
 
 import config
 from conftest import error_lines, run_cli
-from resnet_graph import optim, towers
-from resnet_graph.model import ResNet
+from resnet_graph.training import optim
+from resnet_graph.training import towers
+from resnet_graph.nets.model import ResNet
 
 v1 = tf.compat.v1
 CFG = dict(config.TRAIN, depth=8, image_size=8, channels=1, num_classes=10, num_devices=2)

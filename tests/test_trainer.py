@@ -4,7 +4,7 @@ import os
 import tensorflow as tf
 
 import config
-from resnet_graph import trainer as trainer_module
+from resnet_graph.training import trainer as trainer_module
 
 
 def tiny_config(model_dir, **overrides):

@@ -6,10 +6,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import error_lines, run_cli, seeded_logits
-from resnet_graph import variants
-from resnet_graph.inference import RestoredRun
-from resnet_graph.model import ResNet, check_data_format
-from resnet_graph.trainer import Trainer
+from resnet_graph.nets import variants
+from resnet_graph.serving.inference import RestoredRun
+from resnet_graph.nets.model import ResNet, check_data_format
+from resnet_graph.training.trainer import Trainer
 from test_trainer import tiny_config
 
 v1 = tf.compat.v1
@@ -187,7 +187,7 @@ def test_old_configs_build_the_standard_network_and_clash_is_reported():
     assert variants.from_config(old) == variants.DEFAULTS
     with tf.Graph().as_default():
         assert ResNet.from_config(old).num_params() == params(18, 10, 16, 16, 1)
-    from resnet_graph.run_dir import incompatible
+    from resnet_graph.training.run_dir import incompatible
     assert incompatible(old, dict(resnet_version=2)) == ['resnet_version: saved 1, asked 2']
 
 

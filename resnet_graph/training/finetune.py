@@ -12,7 +12,7 @@
 """
 import re
 
-from resnet_graph.model import ResNet
+from resnet_graph.nets.model import ResNet
 
 
 class FineTuneError(ValueError):

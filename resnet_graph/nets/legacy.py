@@ -15,7 +15,7 @@ Batch norm has tf.layers' epsilon 1e-3 (``variants.resolve`` sets it). Stage out
 """
 import tensorflow as tf
 
-from resnet_graph import layers
+from resnet_graph.nets import layers
 
 v1 = tf.compat.v1
 

@@ -21,10 +21,10 @@ same command runs, and is tested, on a CPU-only machine.
 """
 import tensorflow as tf
 
-from resnet_graph import finetune
+from resnet_graph.training import finetune
 from resnet_graph.cli import UsageError
 from resnet_graph.cluster import DEVICE_PATTERN
-from resnet_graph.model import ResNet
+from resnet_graph.nets.model import ResNet
 
 v1 = tf.compat.v1
 
@@ -129,7 +129,7 @@ class Towers(object):
         Returns a list of (gradient or None, variable) over ``var_list`` (default:
         the trainable variables), as ``Optimizer.compute_gradients`` does.
         """
-        from resnet_graph import optim
+        from resnet_graph.training import optim
         var_list = list(var_list if var_list is not None else self.towers[0].trainable_variables)
         per_tower = []
         for i, (tower, device) in enumerate(zip(self.towers, self.devices)):

@@ -155,7 +155,7 @@ def incompatible(saved, wanted):
     A run saved before the architecture variants existed lacks their keys
     and was built with their defaults.
     """
-    from resnet_graph.variants import DEFAULTS
+    from resnet_graph.nets.variants import DEFAULTS
     saved = dict(DEFAULTS, **saved)
     return ['%s: saved %r, asked %r' % (k, saved[k], wanted[k])
             for k in ARCHITECTURE_KEYS if k in saved and k in wanted and saved[k] != wanted[k]]

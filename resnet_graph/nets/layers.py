@@ -14,7 +14,7 @@ are slower than forward convolutions doing the same sums.
 import tensorflow as tf
 
 import config
-from resnet_graph import cpu
+from resnet_graph.fastconv import cpu
 
 v1 = tf.compat.v1
 

@@ -20,15 +20,15 @@ import time
 import tensorflow as tf
 
 from data_loader import DataLoader
-from resnet_graph import finetune
-from resnet_graph import optim
-from resnet_graph import summaries
-from resnet_graph import towers
+from resnet_graph.training import finetune
+from resnet_graph.training import optim
+from resnet_graph.training import summaries
+from resnet_graph.training import towers
 from resnet_graph.cli import UsageError
 from resnet_graph.data.pipeline import steps_per_epoch
 from resnet_graph.data.source import source_options
-from resnet_graph.inference import check_checkpoint, evaluate_ids
-from resnet_graph.run_dir import RunDir
+from resnet_graph.serving.inference import check_checkpoint, evaluate_ids
+from resnet_graph.training.run_dir import RunDir
 
 v1 = tf.compat.v1
 tf.get_logger().setLevel('ERROR')  # deprecation notices of tf.compat.v1 would drown the progress lines

@@ -35,9 +35,9 @@ import time
 
 import tensorflow as tf
 
-from resnet_graph import summaries
-from resnet_graph import towers
-from resnet_graph.trainer import Trainer, TrainingError, _duration
+from resnet_graph.training import summaries
+from resnet_graph.training import towers
+from resnet_graph.training.trainer import Trainer, TrainingError, _duration
 
 v1 = tf.compat.v1
 
@@ -112,7 +112,7 @@ class BySize(object):
 
 def network_sizes(cfg):
     """{variable name: bytes} of the network ``cfg`` describes, from a throwaway build."""
-    from resnet_graph.model import ResNet
+    from resnet_graph.nets.model import ResNet
     with tf.Graph().as_default():
         net = ResNet.from_config(cfg)
         return {v.op.name: v.shape.num_elements() * v.dtype.base_dtype.size for v in net.variables}

@@ -13,8 +13,8 @@ import re
 
 import tensorflow as tf
 
-from resnet_graph import layers
-from resnet_graph import variants
+from resnet_graph.nets import layers
+from resnet_graph.nets import variants
 
 v1 = tf.compat.v1
 
@@ -263,7 +263,7 @@ class ResNet(object):
         if self.data_format == 'NCHW':
             x = tf.transpose(x, [0, 3, 1, 2], name='to_nchw')
         if self.spec.variant == 'legacy':
-            from resnet_graph import legacy
+            from resnet_graph.nets import legacy
             return legacy.backbone(self, x)
         with v1.variable_scope('stem'):
             x = self.stem(x)
@@ -306,7 +306,7 @@ class ResNet(object):
     def head(self, x):
         """Global average pooling + dense: [N, h, w, C] -> logits [N, num_classes]."""
         if self.spec.variant == 'legacy':
-            from resnet_graph import legacy
+            from resnet_graph.nets import legacy
             return legacy.head(self, x)
         with v1.variable_scope('head'):
             x = layers.global_avg_pool(x, data_format=self.data_format)
@@ -426,7 +426,7 @@ class ResNet(object):
 def _checkpoint_path(weights):
     """A run directory (its best checkpoint, else its latest) or a checkpoint prefix -> the prefix."""
     import os
-    from resnet_graph.run_dir import RunDir
+    from resnet_graph.training.run_dir import RunDir
     if os.path.isdir(weights):
         run = RunDir(weights)
         path = run.best_checkpoint() or run.latest_checkpoint()

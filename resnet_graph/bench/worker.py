@@ -1,6 +1,6 @@
 """One timed workload of ``resnet_graph.benchmark``, run in a process of its own.
 
-    python -m resnet_graph.bench_worker '{"kind": "ours", "depth": 18, ...}'
+    python -m resnet_graph.bench.worker '{"kind": "ours", "depth": 18, ...}'
 
 prints one JSON line. Kinds: ``ours`` (resnet_graph's training or inference
 graph in a ``tf.compat.v1.Session``), ``keras`` (the equivalent Keras model,
@@ -74,8 +74,8 @@ def real_batch(spec):
 def run_ours(spec):
     import tensorflow as tf
     import config
-    from resnet_graph import optim
-    from resnet_graph.model import ResNet
+    from resnet_graph.training import optim
+    from resnet_graph.nets.model import ResNet
     v1 = tf.compat.v1
     with tf.Graph().as_default():
         v1.set_random_seed(0)
@@ -111,7 +111,7 @@ def keras_resnet(depth, image_size, channels, num_classes):
     """keras.applications' ResNet50/101/152, or for 18/34 a Keras functional model of the same architecture."""
     import keras
     from keras import layers
-    from resnet_graph.variants import IMAGENET_STAGES
+    from resnet_graph.nets.variants import IMAGENET_STAGES
     shape = (image_size, image_size, channels)
     if depth in (50, 101, 152):
         build = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101,
