@@ -19,7 +19,7 @@ import sys
 from resnet_graph import cli
 from resnet_graph.nets import variants
 from resnet_graph import flags as run_flags
-from resnet_graph.cli import require
+from resnet_graph.errors import UsageError, require
 
 FLAGS = run_flags.FLAGS
 DEPTHS = tuple(sorted(variants.IMAGENET_STAGES))  # the depths Keras has a counterpart of
@@ -59,7 +59,7 @@ def run_worker(spec):
                           capture_output=True, text=True, env=worker_env(spec['kind']))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ['exit code %d' % proc.returncode])[-1]
-        raise cli.UsageError('the %s workload failed: %s' % (spec['kind'], last))
+        raise UsageError('the %s workload failed: %s' % (spec['kind'], last))
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -8,6 +8,7 @@ import sys
 
 from absl import flags
 
+from resnet_graph.errors import UsageError
 from resnet_graph.fastconv import cpu
 
 FLAGS = flags.FLAGS
@@ -15,10 +16,6 @@ FLAGS = flags.FLAGS
 # TensorFlow reads it when it creates its first device: set before anything runs (config.CPU_BFC_ALLOCATOR).
 ALLOCATOR_VARIABLE = 'TF_CPU_ALLOCATOR_USE_BFC'
 USER_ALLOCATOR = os.environ.get(ALLOCATOR_VARIABLE)  # the user's own choice, None when there is none
-
-
-class UsageError(Exception):
-    """A problem with the user's input; its message says what was wrong and what to do."""
 
 
 def fail(prog, message):
@@ -56,8 +53,3 @@ def run(prog, main, argv=None):
         sys.exit(130)
     sys.exit(code or 0)
 
-
-def require(condition, message):
-    """Raises UsageError(message) unless condition holds."""
-    if not condition:
-        raise UsageError(message)

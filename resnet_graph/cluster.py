@@ -26,7 +26,7 @@ import threading
 import time
 
 from resnet_graph import cli
-from resnet_graph.cli import UsageError, require
+from resnet_graph.errors import UsageError, require
 
 JOBS = ('chief', 'worker', 'ps')
 DEVICE_PATTERN = re.compile(r'^/(cpu|gpu):(\d+)$', re.IGNORECASE)

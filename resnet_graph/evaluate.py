@@ -6,7 +6,7 @@ import json
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.cli import require
+from resnet_graph.errors import require
 from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS

@@ -19,7 +19,7 @@ import tempfile
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.cli import require
+from resnet_graph.errors import UsageError, require
 from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS
@@ -123,7 +123,7 @@ def main(args):
     try:
         result = export(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.format, FLAGS.out)
     except OSError as e:
-        raise cli.UsageError('cannot write --out %s: %s' % (FLAGS.out, e.strerror or e))
+        raise UsageError('cannot write --out %s: %s' % (FLAGS.out, e.strerror or e))
     if FLAGS.json:
         print(json.dumps(dict(result, format=FLAGS.format, out=FLAGS.out), sort_keys=True))
         return

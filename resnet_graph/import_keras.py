@@ -20,7 +20,7 @@ import os
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.cli import require
+from resnet_graph.errors import UsageError, require
 
 MODELS = {'resnet50': 50, 'resnet101': 101, 'resnet152': 152}
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
@@ -79,10 +79,10 @@ def load_keras(path, name):
         model = builder(weights=None, classes=classes, classifier_activation=None)
         model.load_weights(path)
         return model
-    except cli.UsageError:
+    except UsageError:
         raise
     except Exception as e:  # Keras says why in its own words: a file of another model, a broken file
-        raise cli.UsageError('%s is not a Keras %s file: %s' % (path, name, ' '.join(str(e).split())[:300]))
+        raise UsageError('%s is not a Keras %s file: %s' % (path, name, ' '.join(str(e).split())[:300]))
 
 
 def keras_weights(model, name, depth):

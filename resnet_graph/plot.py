@@ -10,7 +10,7 @@ import os
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.cli import UsageError, require
+from resnet_graph.errors import UsageError, require
 from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS

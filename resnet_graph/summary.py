@@ -14,7 +14,7 @@ import re
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.nets import variants
-from resnet_graph.cli import require
+from resnet_graph.errors import UsageError, require
 
 FLAGS = run_flags.FLAGS
 # The legacy variant's names -> the rows of the table.
@@ -109,7 +109,7 @@ def main(args):
     try:
         variants.resolve(FLAGS.depth, **options)
     except ValueError as e:
-        raise cli.UsageError(str(e))
+        raise UsageError(str(e))
     summary = summarize(FLAGS.depth, FLAGS.image_size, FLAGS.channels, FLAGS.num_classes, **options)
     if FLAGS.json:
         print(json.dumps(dict(summary, depth=FLAGS.depth, image_size=FLAGS.image_size, channels=FLAGS.channels,

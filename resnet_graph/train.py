@@ -10,7 +10,7 @@ import signal
 import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.cli import require
+from resnet_graph.errors import UsageError, require
 from resnet_graph.training.run_dir import RunDir, incompatible
 
 FLAGS = run_flags.FLAGS
@@ -44,7 +44,7 @@ def validate_architecture(cfg):
     try:
         variants.resolve(cfg['depth'], **variants.from_config(cfg))
     except ValueError as e:
-        raise cli.UsageError(str(e).replace('depth ', '--depth ', 1) if str(e).startswith('depth ') else e)
+        raise UsageError(str(e).replace('depth ', '--depth ', 1) if str(e).startswith('depth ') else e)
 
 
 def validate_data(cfg):
@@ -109,7 +109,7 @@ def validate_finetune(cfg):
         try:
             re.compile(pattern)
         except re.error as e:
-            raise cli.UsageError('--warm_start_exclude %r is not a regular expression: %s' % (pattern, e))
+            raise UsageError('--warm_start_exclude %r is not a regular expression: %s' % (pattern, e))
 
 
 def asked_flags(cfg):
@@ -126,7 +126,7 @@ def resolve_config():
     cfg = {name: FLAGS[name].value for name in config.TRAIN}
     cfg['model_dir'] = cfg['model_dir'] or os.path.join('runs', 'resnet%d' % cfg['depth'])
     if os.path.exists(cfg['model_dir']) and not os.path.isdir(cfg['model_dir']):
-        raise cli.UsageError('--model_dir %s exists and is not a directory' % cfg['model_dir'])
+        raise UsageError('--model_dir %s exists and is not a directory' % cfg['model_dir'])
     saved = RunDir(cfg['model_dir']).load_config()
     if saved:
         asked = {k: cfg[k] for k in asked_flags(cfg)}
@@ -148,15 +148,15 @@ def main(args):
     try:  # before the data and the graph: NCHW on a machine without a GPU
         check_data_format(cfg['data_format'])
     except ValueError as e:
-        raise cli.UsageError('--%s' % e)
+        raise UsageError('--%s' % e)
     from resnet_graph.training import distributed
     from resnet_graph.training.trainer import TrainingError
     try:  # a plain Trainer without TF_CONFIG
         result = distributed.trainer(cfg, spec, log=lambda line: print(line, flush=True)).train()
     except OSError as e:
-        raise cli.UsageError('cannot write the run directory %s: %s' % (cfg['model_dir'], e.strerror or e))
+        raise UsageError('cannot write the run directory %s: %s' % (cfg['model_dir'], e.strerror or e))
     except TrainingError as e:
-        raise cli.UsageError(e)
+        raise UsageError(e)
     return 130 if result['stopped'] == signal.SIGINT else 0
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, error_lines, run_cli
 from resnet_graph import cluster
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 
 TRAIN = ['--depth', '8', '--image_size', '8', '--batch_size', '8', '--log_every', '5']
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.data import download, load_source
 from test_sources import Payload, make_cifar_python, make_mnist
 

@@ -116,7 +116,7 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path):
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert 'Traceback' not in result.stderr
     assert os.listdir(taken) == []
-    from resnet_graph.cli import UsageError
+    from resnet_graph.errors import UsageError
     from resnet_graph.export import export as export_run  # in process: TensorFlow is loaded already
     missing = str(tmp_path / 'model.ckpt-7')
     with pytest.raises(UsageError, match=re.escape('no %s checkpoint in %s' % (missing, model_dir))):

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from conftest import TINY, error_lines, run_cli
 from data_loader import DataLoader
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.data import load_source
 
 

@@ -110,7 +110,7 @@ def test_streamed_batch_holds_the_good_records_and_first_good_copies_with_its_la
 
 
 def test_strict_data_is_checked_as_records_are_read_not_by_decoding_the_set_at_load(tmp_path):
-    from resnet_graph.cli import UsageError
+    from resnet_graph.errors import UsageError
     from resnet_graph.data import load_source
     make_set(tmp_path)
     source = load_source('tfrecord', str(tmp_path), image_size=SIZE, strict=True)  # nothing decoded yet

@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.data import download as download_lib
 from resnet_graph.data.source import Source, train_validation_split
 

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 import zipfile
 
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 
 _MNIST = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
 _FASHION = 'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/'

@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.data.source import Source, stratified_split
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.data import download
 from resnet_graph.data.source import Source, train_validation_split
 

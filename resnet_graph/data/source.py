@@ -146,7 +146,7 @@ def load_source(name, data_dir='', **options):
 
     options (all optional): validation_fraction, split_seed, channels, image_size,
     strict, download; each source uses the ones that apply to it. Bad data
-    raises ``cli.UsageError`` naming the file.
+    raises ``errors.UsageError`` naming the file.
     """
     if name not in SOURCES:
         raise ValueError('unknown dataset %r; valid: %s' % (name, ', '.join(sorted(SOURCES))))

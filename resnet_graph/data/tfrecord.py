@@ -28,7 +28,7 @@ import struct
 
 import numpy as np
 
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.data.files import FileSource
 from resnet_graph.data.source import train_validation_split
 

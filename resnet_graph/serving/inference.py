@@ -5,7 +5,7 @@ import tensorflow as tf
 import config
 from data_loader import DataLoader
 from resnet_graph.training import summaries
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.data.source import source_options
 from resnet_graph.nets.model import ResNet, check_data_format
 from resnet_graph.training.run_dir import RunDir

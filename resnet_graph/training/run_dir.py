@@ -79,7 +79,7 @@ class RunDir(object):
 
     def require_config(self):
         """The saved configuration; UsageError when this is not a run directory."""
-        from resnet_graph.cli import UsageError
+        from resnet_graph.errors import UsageError
         cfg = self.load_config()
         if cfg is None:
             raise UsageError('%s is not a run directory (no config.json); train one with '

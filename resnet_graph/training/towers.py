@@ -22,7 +22,7 @@ same command runs, and is tested, on a CPU-only machine.
 import tensorflow as tf
 
 from resnet_graph.training import finetune
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.cluster import DEVICE_PATTERN
 from resnet_graph.nets.model import ResNet
 

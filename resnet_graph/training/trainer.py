@@ -24,7 +24,7 @@ from resnet_graph.training import finetune
 from resnet_graph.training import optim
 from resnet_graph.training import summaries
 from resnet_graph.training import towers
-from resnet_graph.cli import UsageError
+from resnet_graph.errors import UsageError
 from resnet_graph.data.pipeline import steps_per_epoch
 from resnet_graph.data.source import source_options
 from resnet_graph.serving.inference import check_checkpoint, evaluate_ids
