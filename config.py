@@ -95,7 +95,11 @@ FOLD_BN = 'frozen'
 # 85-400 MB more resident memory (its regions are never given back).
 CPU_BFC_ALLOCATOR = 'auto'
 
-# Training gradients of stride-1 convolutions as forward convolutions (layers._conv_grads_as_forward_convs):
+# The CPU-tuned convolution forms (resnet_graph/fastconv, --conv shape_aware): a convolution with at most this
+# many output positions is patches of its live taps + one matrix multiply.
+SMALL_MAP_POSITIONS = 4
+
+# Training gradients of stride-1 convolutions as forward convolutions (fastconv.forms._conv_grads_as_forward_convs):
 # 'auto' where the CPU lacks AVX-512 (resnet_graph.fastconv.cpu), 'on', 'off' (TensorFlow's Conv2DBackpropInput /
 # Conv2DBackpropFilter).
 # oneDNN's backward convolutions are the slow ones on the AVX2 CPU of the README's Performance (ResNet-50

@@ -62,8 +62,8 @@ def summarize(depth, image_size=224, channels=3, num_classes=1000, **options):
     graph = tf.Graph()
     with graph.as_default():
         images = tf.zeros([1, image_size, image_size, channels])
-        # fast_conv=False: every convolution is one Conv2D op whose shapes give its multiply-adds.
-        model = ResNet(depth, num_classes, input_tensor=images, training=False, fast_conv=False, **options)
+        # conv='plain': every convolution is one Conv2D op whose shapes give its multiply-adds.
+        model = ResNet(depth, num_classes, input_tensor=images, training=False, conv='plain', **options)
     names = list(model.endpoints) + (['post_norm'] if model.spec.resnet_version == 2 else []) + ['head']
     rows = {name: dict(name=name, output_shape=None, params=0, macs=0) for name in names}
     for name, tensor in model.endpoints.items():

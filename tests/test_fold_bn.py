@@ -31,7 +31,7 @@ def _build(fold, conv='shape_aware', depth=18, size=16, **options):
     """
     from resnet_graph.nets.model import ResNet
     with tf.Graph().as_default() as graph:
-        model = ResNet(depth, 10, size, size, 3, training=False, fold_bn=fold, fast_conv=conv == 'shape_aware',
+        model = ResNet(depth, 10, size, size, 3, training=False, fold_bn=fold, conv=conv,
                        **options)
         images = np.random.RandomState(0).rand(4, size, size, 3)
         with v1.Session() as sess:

@@ -5,7 +5,8 @@ import tensorflow as tf
 
 import config
 from conftest import ancestors, seeded_logits
-from resnet_graph.fastconv import cpu
+from resnet_graph.fastconv import cpu, forms
+from resnet_graph.fastconv.policy import ConvPolicy
 from resnet_graph.nets import layers
 from resnet_graph.nets.model import ResNet
 
@@ -44,15 +45,14 @@ def test_output_shapes(depth, size, channels, tf_graph):
 @pytest.mark.parametrize('size,kernel,stride', [
     (1, 3, 1), (2, 3, 1), (2, 3, 2), (3, 3, 2), (4, 3, 1), (4, 3, 2), (5, 3, 2), (7, 1, 1), (8, 1, 2), (9, 1, 2),
     (4, 7, 2), (8, 3, 1), (12, 5, 1), (9, 3, 1), (8, 3, 2), (11, 7, 2), (2, 5, 1), (3, 3, 1)])
-@pytest.mark.parametrize('small_map_positions', [layers.SMALL_MAP_POSITIONS, 16])  # the default, and patches up to 4x4
-def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, small_map_positions, tf_graph, monkeypatch):
-    monkeypatch.setattr(layers, 'SMALL_MAP_POSITIONS', small_map_positions)
-    monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', 'on')  # on any CPU: their values are tested here
+@pytest.mark.parametrize('small_map_positions', [config.SMALL_MAP_POSITIONS, 16])  # the default, and patches up to 4x4
+def test_shape_aware_convolution_equals_conv2d(size, kernel, stride, small_map_positions, tf_graph):
+    policy = ConvPolicy(small_map_positions, forward_gradients=True)  # on any CPU: their values are tested here
     x = tf.constant(np.random.RandomState(1).randn(2, size, size, 5).astype(np.float32))
     with v1.variable_scope('c'):
-        fast = layers.conv2d(x, 6, kernel, stride, fast=True)
+        fast = layers.conv2d(x, 6, kernel, stride, policy=policy)
     with v1.variable_scope('c', reuse=True):
-        plain = layers.conv2d(x, 6, kernel, stride, fast=False)
+        plain = layers.conv2d(x, 6, kernel, stride)
     grads = tf.gradients(tf.reduce_sum(fast * fast), [x] + v1.trainable_variables())
     plain_grads = tf.gradients(tf.reduce_sum(plain * plain), [x] + v1.trainable_variables())
     with v1.Session() as sess:
@@ -69,9 +69,10 @@ def test_forward_conv_gradients_are_on_where_the_cpu_lacks_avx512(tf_graph, monk
                                       ('off', False, False)]:
         monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', setting)
         monkeypatch.setattr(cpu, 'has_avx512', lambda: avx512)
-        assert layers.forward_conv_gradients() is expected
-        y = layers.conv2d(tf.zeros([2, 8, 8, 3]), 4, 3, name='conv_%s_%s' % (setting, avx512))
-        assert (y.op.get_attr('_gradient_op_type') == layers.FORWARD_GRADIENT.encode()
+        policy = ConvPolicy.from_config()
+        assert policy.forward_gradients is expected
+        y = layers.conv2d(tf.zeros([2, 8, 8, 3]), 4, 3, name='conv_%s_%s' % (setting, avx512), policy=policy)
+        assert (y.op.get_attr('_gradient_op_type') == forms.FORWARD_GRADIENT.encode()
                 if '_gradient_op_type' in y.op.node_def.attr else False) is expected
     # This machine's answer agrees with its /proc/cpuinfo.
     monkeypatch.undo()
@@ -86,12 +87,11 @@ def test_forward_conv_gradients_are_on_where_the_cpu_lacks_avx512(tf_graph, monk
         cpu.enabled('FORWARD_CONV_GRADIENTS')
 
 
-def test_training_graph_has_no_slow_gradient_ops(tf_graph, monkeypatch):
-    monkeypatch.setattr(config, 'FORWARD_CONV_GRADIENTS', 'on')
+def test_training_graph_has_no_slow_gradient_ops(tf_graph):
     # ResNet-50 at 32x32: maps 16, 8, 4, 2, 1. Only the stem (7x7/2) and the two strided 3x3s whose outputs
     # exceed SMALL_MAP_POSITIONS (8x8 -> 4x4, 16x16 -> 8x8 is the max-pool) keep TensorFlow's own gradients;
     # the stem's input needs none.
-    model = ResNet(50, 10, 32, 32, 3, training=True)
+    model = ResNet(50, 10, 32, 32, 3, training=True, conv=ConvPolicy(forward_gradients=True))
     tf.gradients(model.loss, model.trainable_variables)
     kinds = [op.type for op in tf_graph.get_operations()]
     assert kinds.count('StridedSliceGrad') == 0
@@ -101,12 +101,12 @@ def test_training_graph_has_no_slow_gradient_ops(tf_graph, monkeypatch):
     assert slow == ['gradients/stage2/block0/conv2'] * 2 + ['gradients/stem/conv'] * 2
     forward = [op for op in tf_graph.get_operations() if op.type == 'Conv2D' and 'gradients' not in op.name]
     assert len(forward) == 1 + 3 + 4  # the stem, stage1's three 3x3s, stage2's four (outputs 4x4)
-    assert sum(op.get_attr('_gradient_op_type') == layers.FORWARD_GRADIENT.encode()
+    assert sum(op.get_attr('_gradient_op_type') == forms.FORWARD_GRADIENT.encode()
                for op in forward if '_gradient_op_type' in op.node_def.attr) == 3 + 3
     # The multiplies on 2x2 and 1x1 maps (stage3 but its block0/conv1, whose output is 4x4; all of stage4)
     # take their input gradient transposed (``_few_rows_matmul_grads``).
     few_rows = [op.name for op in tf_graph.get_operations() if op.type == 'MatMul' and 'gradients' not in op.name
-                and op.node_def.attr['_gradient_op_type'].s == layers.FEW_ROWS_GRADIENT.encode()]
+                and op.node_def.attr['_gradient_op_type'].s == forms.FEW_ROWS_GRADIENT.encode()]
     assert len(few_rows) == (3 + 5 * 3) + (4 + 2 * 3)
     assert {name.split('/')[0] for name in few_rows} == {'stage3', 'stage4'}
     names = {op.name for op in tf_graph.get_operations()}
@@ -122,7 +122,7 @@ def test_training_graph_has_no_slow_gradient_ops(tf_graph, monkeypatch):
 
 def test_fast_and_plain_networks_give_the_same_logits():
     batch = np.random.RandomState(2).rand(4, 32, 32, 3).astype(np.float32)
-    outputs = [seeded_logits(batch, 50, 10, 32, 32, 3, fast_conv=fast) for fast in (True, False)]
+    outputs = [seeded_logits(batch, 50, 10, 32, 32, 3, conv=conv) for conv in ('shape_aware', 'plain')]
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
 
 
@@ -132,7 +132,7 @@ def test_inference_graph_keeps_large_1x1_convolutions_as_conv2d(tf_graph):
     # the logits equal the plain network's from the same variables.
     batch = np.random.RandomState(6).rand(2, 64, 64, 3).astype(np.float32)
     fast = ResNet(50, 10, 64, 64, 3, training=False)
-    plain = ResNet(50, 10, 64, 64, 3, training=False, fast_conv=False, scope='', reuse=True)
+    plain = ResNet(50, 10, 64, 64, 3, training=False, conv='plain', scope='', reuse=True)
     ops = tf_graph.get_operations()
     # ResNet-50 has 53 convolutions; on 2x2 outputs: stage4's shortcut, 3 3x3s and 5 1x1s (not block0/conv1, 4x4).
     assert len([op for op in ops if op.type == 'Conv2D']) == 53 + 53 - 9

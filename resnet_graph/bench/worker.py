@@ -87,7 +87,7 @@ def run_ours(spec):
         train = spec['mode'] == 'train'
         net = ResNet(spec['depth'], spec['num_classes'], spec['image_size'], spec['image_size'], spec['channels'],
                      input_tensor=images, label_tensor=labels, training=train, weight_decay=1e-4,
-                     fast_conv=spec['conv'] == 'shape_aware', fold_bn=spec.get('fold_bn') == 'on',
+                     conv=spec['conv'], fold_bn=spec.get('fold_bn') == 'on',
                      dtype=spec.get('dtype', 'float32'))
         if train:
             global_step = v1.train.get_or_create_global_step()

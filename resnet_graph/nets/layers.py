@@ -5,30 +5,14 @@ replace what the legacy trainer took from it. Every function creates its
 variables under ``tf.compat.v1.variable_scope(name)`` so checkpoints carry
 readable names (``stage1/block0/conv1/kernel``) and scopes can be reused.
 
-Convolutions know their shapes when the graph is built and take the cheapest
-exact form (see ``conv2d``): at small feature maps TensorFlow's generic CPU
-convolution, and above all its input gradient, is far slower than a matrix
-multiply doing the same arithmetic, and at every size its two gradient ops
-are slower than forward convolutions doing the same sums.
+``conv2d`` is TensorFlow's Conv2D unless it is given a ``fastconv.ConvPolicy``,
+which may pick an exact CPU-tuned form of the same arithmetic from the static shapes.
 """
 import tensorflow as tf
 
 import config
-from resnet_graph.fastconv import cpu
 
 v1 = tf.compat.v1
-
-# A convolution with at most this many output positions is computed as explicit patches of its live
-# taps + one matrix multiply instead of Conv2D (see ``conv2d``). 4: outputs up to 2x2 (a 3x3 on a 1x1 map is
-# its centre tap; on a 2x2 map every output reads every input). ResNet-50 32x32 batch 128 training on the
-# 2-core AVX2 CPU of the README's Performance: 1.39 s a step with 4, 1.44 with 1 and 1.45 with 16.
-SMALL_MAP_POSITIONS = 4
-
-# The gradient that ``conv2d`` gives its stride-1 Conv2D ops (``_conv_grads_as_forward_convs``).
-FORWARD_GRADIENT = 'ResnetGraphConvGradsAsForwardConvs'
-
-# The gradient that ``conv2d`` gives the matrix multiplies of small maps (``_few_rows_matmul_grads``).
-FEW_ROWS_GRADIENT = 'ResnetGraphFewRowsMatMulGrads'
 
 
 def he_normal():
@@ -67,45 +51,28 @@ def _pads(size, kernel, stride, padding='fixed'):
     return before, after, out
 
 
-def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=True, padding='fixed',
+def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, policy=None, padding='fixed',
            data_format='NHWC', kernel=None, epilogue=None, inference=False):
     """2-D convolution, NHWC (or NCHW, where everything below reads [N, C, H, W]).
 
     Args:
-      x: float tensor [N, H, W, C_in], static C_in (H, W may be unknown: then
-        the shape-aware forms are off).
+      x: float tensor [N, H, W, C_in], static C_in (H, W may be unknown).
       filters: C_out.
       kernel_size: square kernel side k.
       stride: spatial stride s.
       name: variable scope; holds ``kernel`` [k, k, C_in, C_out] (and ``bias``).
       use_bias: add a bias [C_out] (plain ResNets put batch norm after instead).
-      fast: take the exact shape-aware form below; False always uses Conv2D.
+      policy: None for TensorFlow's Conv2D, or a ``fastconv.ConvPolicy`` that may
+        pick an exact CPU-tuned form from the static shapes (NHWC, known H and W).
       padding: 'fixed' (see ``_pads``), 'SAME' or 'VALID'.
       data_format: 'NHWC', or 'NCHW' (always Conv2D: it runs on GPUs only).
       kernel: a tensor [k, k, C_in, C_out] to convolve with instead of the
         ``kernel`` variable (``conv2d_bn_folded`` passes its folded kernel).
-      epilogue: None, or a per-channel elementwise function (bias, ReLU) of
-        the output, applied to the matrix multiply's [M, C_out] result where
-        there is one, so Grappler's remapper can fuse it (use_bias=False).
-      inference: the graph never differentiates this convolution (a network
-        built with training=False): 1x1 convolutions with more than
-        SMALL_MAP_POSITIONS outputs then stay Conv2D, which Grappler fuses
-        with the batch norm and ReLU after it; a matrix multiply is the faster
-        form only where its gradients count (see the README's Performance).
+      epilogue: None, or a per-channel elementwise function (bias, ReLU) of the
+        output; the policy's forms apply it where Grappler can fuse it (use_bias=False).
+      inference: the graph never differentiates this convolution (training=False).
     Returns:
       [N, H_out, W_out, C_out], H_out = ceil(H / s) for 'fixed' and 'SAME'.
-
-    Shape-aware forms (same arithmetic, so the same outputs and gradients
-    within float rounding): a 1x1 convolution is a subsample + matrix
-    multiply; a convolution whose output has at most SMALL_MAP_POSITIONS
-    positions is the concatenation of the taps that ever read real input
-    (taps reading only padding are dropped, so a 3x3 on a 1x1 map is its
-    centre tap) + one matrix multiply, or where the map has fewer positions
-    than live taps (a 3x3 on 2x2) one multiply of the whole map by a matrix
-    of the kernel's taps (``_whole_map_conv``); any other stride-1 convolution with an
-    odd kernel is Conv2D whose two gradients are forward convolutions too
-    (``_conv_grads_as_forward_convs``) where ``forward_conv_gradients()`` says so. Subsamples and taps are slices of a
-    reshaped tensor, never strided slices (``_strided_taps``).
     """
     if epilogue is not None and use_bias:
         raise ValueError('conv2d: epilogue= needs use_bias=False (add the bias in the epilogue)')
@@ -120,95 +87,23 @@ def conv2d(x, filters, kernel_size, stride=1, name='conv', use_bias=False, fast=
             return _bias(_then(y, epilogue), filters, use_bias)
         top, bottom, out_h = _pads(height, kernel_size, stride, padding)
         left, right, out_w = _pads(width, kernel_size, stride, padding)
-        small_map = out_h * out_w <= SMALL_MAP_POSITIONS
-        few_rows = small_map and not inference  # its multiply has SMALL_MAP_POSITIONS rows per image or fewer
-        if fast and kernel_size == 1 and (small_map or not inference):
-            x = _strided_taps(x, [(0, 0)], stride, (out_h, out_w))[0]
-            y = _matmul_nhwc(x, tf.reshape(kernel, [in_channels, filters]), epilogue, few_rows)
-        elif fast and small_map:
-            y = _patch_conv(x, kernel, stride, (top, bottom, left, right), (out_h, out_w), epilogue, few_rows)
-        elif stride == 1 and (top, bottom, left, right) == _same(kernel_size) and kernel_size % 2:
-            forward_gradient = fast and not inference and forward_conv_gradients()
-            y = _then(_conv_same(x, kernel, forward_gradient=forward_gradient), epilogue)
-        else:
-            # A Pad op, not the convolution's explicit padding: TensorFlow gives explicitly padded convolutions
-            # gradient kernels that were 9-18 % of a step slower on the Zen 5 AVX-512 CPU (ResNet-50 32x32
-            # batch 128, ResNet-18 128x128 batch 32), for 1-5 % per op on the AVX2 CPU (README Performance).
-            if any((top, bottom, left, right)):
-                x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-            y = _then(tf.nn.conv2d(x, kernel, strides=stride, padding='VALID'), epilogue)
+        pads = (top, bottom, left, right)
+        y = policy and policy.conv(x, kernel, stride, pads, (out_h, out_w), epilogue, inference)
+        if y is None:
+            y = _then(_plain_conv(x, kernel, stride, pads), epilogue)
         return _bias(y, filters, use_bias)
 
 
-def forward_conv_gradients():
-    """Whether training graphs give stride-1 convolutions ``_conv_grads_as_forward_convs``
-    (``config.FORWARD_CONV_GRADIENTS``: 'auto' is True where the CPU lacks AVX-512)."""
-    return cpu.enabled('FORWARD_CONV_GRADIENTS')
-
-
-def _conv_same(x, kernel, forward_gradient=True):
-    """Stride-1 SAME Conv2D of NHWC ``x`` [N, H, W, C_in] with ``kernel`` [k, k, C_in, C_out], k odd.
-
-    forward_gradient: give the op the gradient ``_conv_grads_as_forward_convs``
-    (False: TensorFlow's own, Conv2DBackpropInput and Conv2DBackpropFilter).
-    The forward op is the same either way. Returns [N, H, W, C_out].
-    """
-    if not forward_gradient:
+def _plain_conv(x, kernel, stride, pads):
+    """Conv2D of NHWC ``x`` with ``pads`` (top, bottom, left, right); returns [N, H_out, W_out, C_out]."""
+    k = kernel.shape[0]
+    if stride == 1 and pads == _same(k) and k % 2:
         return tf.nn.conv2d(x, kernel, strides=1, padding='SAME')
-    with tf.compat.v1.get_default_graph().gradient_override_map({'Conv2D': FORWARD_GRADIENT}):
-        return tf.nn.conv2d(x, kernel, strides=1, padding='SAME')
-
-
-@tf.RegisterGradient(FORWARD_GRADIENT)
-def _conv_grads_as_forward_convs(op, dy):
-    """The gradients of a ``_conv_same`` op as two forward convolutions: (dx like x, dkernel like kernel).
-
-    The input gradient of a stride-1 SAME convolution with an odd kernel is
-    the SAME convolution of dy [N, H, W, C_out] with the kernel flipped in
-    space and its channel axes swapped; the kernel gradient is the VALID
-    convolution of the padded input taken as [C_in, H + k - 1, W + k - 1, N]
-    (the batch as channels) with dy taken as a kernel [H, W, N, C_out]. The
-    same sums as Conv2DBackpropInput and Conv2DBackpropFilter, which on the
-    CPUs measured (README, Performance) are up to 7x and 1.3x slower than a
-    forward Conv2D of the same size, most of all on small feature maps. The
-    padding is the convolution's own (explicit), not a Pad op: 8-22 % faster.
-    """
-    x, kernel = op.inputs
-    half = kernel.shape[0] // 2
-    # The copies of x and of the kernel wait for dy: needing only forward tensors, they would otherwise be
-    # made during the forward pass and held until the backward pass reaches this convolution, a second copy
-    # of every such input at the step's memory peak (ResNet-50 224x224 batch 16: peak tensor memory 2,149
-    # -> 2,079 MB for the copies of x).
-    with tf.control_dependencies([dy]):
-        flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
-        x_by_channel = tf.transpose(x, [3, 1, 2, 0])
-    dx = tf.nn.conv2d(dy, flipped, strides=1, padding='SAME')
-    dkernel = tf.nn.conv2d(x_by_channel, tf.transpose(dy, [1, 2, 0, 3]), strides=1,
-                           padding=[[0, 0], [half, half], [half, half], [0, 0]])
-    return dx, tf.transpose(dkernel, [1, 2, 0, 3])
-
-
-def _strided_taps(x, taps, stride, out_size):
-    """Each tap (i, j) of ``taps``: x[:, i::stride, j::stride, :] cut to ``out_size`` (out_h, out_w).
-
-    x: [N, H, W, C] of known H, W, covering every position the taps read.
-    Returns a list of [N, out_h, out_w, C]. Built from Pad, Reshape and Slice
-    (stride s: x viewed as [N, H/s, s, W/s, s, C], each tap one Slice), whose
-    gradients are Slice, Reshape and Pad: a strided slice's gradient is a
-    StridedSliceGrad per tap, a large share of a small-map training step on CPU.
-    """
-    out_h, out_w = out_size
-    if stride == 1:
-        return [tf.slice(x, [0, i, j, 0], [-1, out_h, out_w, -1]) for i, j in taps]
-    _, height, width, channels = x.shape.as_list()
-    rows = stride * max(-(-height // stride), max(i for i, _ in taps) // stride + out_h)
-    cols = stride * max(-(-width // stride), max(j for _, j in taps) // stride + out_w)
-    if (rows, cols) != (height, width):
-        x = tf.pad(x, [[0, 0], [0, rows - height], [0, cols - width], [0, 0]])
-    view = tf.reshape(x, [-1, rows // stride, stride, cols // stride, stride, channels])
-    return [tf.reshape(tf.slice(view, [0, i // stride, i % stride, j // stride, j % stride, 0],
-                                [-1, out_h, 1, out_w, 1, -1]), [-1, out_h, out_w, channels])
-            for i, j in taps]
+    # A Pad op, not Conv2D's explicit padding: TensorFlow's gradients of explicitly padded Conv2D are slower.
+    top, bottom, left, right = pads
+    if any(pads):
+        x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+    return tf.nn.conv2d(x, kernel, strides=stride, padding='VALID')
 
 
 def _bias(y, filters, use_bias, data_format='NHWC'):
@@ -259,92 +154,6 @@ def _same(kernel_size):
 
 def _then(y, epilogue):
     return y if epilogue is None else epilogue(y)
-
-
-def _matmul_nhwc(x, matrix, epilogue=None, few_rows=False):
-    """[N, H, W, C_in] x [C_in, C_out] -> [N, H, W, C_out] as one matrix multiply (+ ``epilogue`` on [M, C_out]).
-
-    few_rows: give the multiply the gradient ``_few_rows_matmul_grads``.
-    """
-    _, height, width, in_channels = x.shape.as_list()
-    y = _then(_matmul(tf.reshape(x, [-1, in_channels]), matrix, few_rows), epilogue)
-    return tf.reshape(y, [-1, height, width, matrix.shape[-1]])
-
-
-def _matmul(a, b, few_rows=False):
-    """tf.matmul(a, b) of a [M, K] and b [K, N]; few_rows: with the gradient ``_few_rows_matmul_grads``."""
-    if not few_rows:
-        return tf.matmul(a, b)
-    with tf.compat.v1.get_default_graph().gradient_override_map({'MatMul': FEW_ROWS_GRADIENT}):
-        return tf.matmul(a, b)
-
-
-@tf.RegisterGradient(FEW_ROWS_GRADIENT)
-def _few_rows_matmul_grads(op, dy):
-    """The gradients of y = a @ b, a [M, K], b [K, N], for a small M: (da [M, K], db [K, N]).
-
-    da is computed transposed, (b @ dy^T)^T: TensorFlow's own form, dy @ b^T,
-    runs 2-8x slower on the CPU of the README's Performance when M is 512 or
-    fewer (at M = 1024 the two tie), and the matrix multiplies of small maps
-    (1x1 maps: M is the batch) are where that happens.
-    """
-    a, b = op.inputs
-    return tf.transpose(tf.matmul(b, dy, transpose_b=True)), tf.matmul(a, dy, transpose_a=True)
-
-
-def _patch_conv(x, kernel, stride, pads, out_size, epilogue=None, few_rows=False):
-    """Convolution as explicit patches of the live taps + one matrix multiply (or ``_whole_map_conv``, where
-    the map has fewer positions than live taps: it then needs fewer multiplies)."""
-    _, height, width, in_channels = x.shape.as_list()
-    top, bottom, left, right = pads
-    out_h, out_w = out_size
-    k = kernel.shape[0]
-
-    def live(before, size, out):
-        # The taps that read real input for some output: tap - before + stride * r in [0, size). They are
-        # contiguous (gaps would need stride > size, and then there is one output), so the live taps of
-        # both axes form a rectangle of the kernel.
-        return [t for t in range(k) if any(0 <= t - before + stride * r < size for r in range(out))]
-
-    rows, cols = live(top, height, out_h), live(left, width, out_w)
-    taps = [(i, j) for i in rows for j in cols]
-    if height * width < len(taps):  # fewer multiplies as one whole-map product (see _whole_map_conv)
-        return _whole_map_conv(x, kernel, stride, (top, left), out_size, epilogue, few_rows)
-    padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) if any(pads) else x
-    patches = _strided_taps(padded, taps, stride, out_size)
-    patches = patches[0] if len(patches) == 1 else tf.concat(patches, axis=3)
-    # One Slice of the kernel (its gradient is a Pad), in the taps' order: [taps * C_in, C_out].
-    matrix = tf.reshape(tf.slice(kernel, [rows[0], cols[0], 0, 0], [len(rows), len(cols), -1, -1]),
-                        [-1, kernel.shape[-1]])
-    return _matmul_nhwc(patches, matrix, epilogue, few_rows)
-
-
-def _whole_map_conv(x, kernel, stride, pads_before, out_size, epilogue=None, few_rows=False):
-    """Convolution as one matrix multiply of the whole map: [N, H * W * C_in] x [H * W * C_in, H_out * W_out * C_out].
-
-    The matrix holds, for each input and output position, the kernel tap
-    joining them, or zeros where the output does not read that input: H * W
-    products per output position and channel pair, against the patches' one
-    per live tap (which include the padding). A 3x3 on a 2x2 map: 16 against
-    36. pads_before: (top, left) padding. Returns [N, H_out, W_out, C_out].
-    """
-    _, height, width, in_channels = x.shape.as_list()
-    top, left = pads_before
-    out_h, out_w = out_size
-    k, filters = kernel.shape[0], kernel.shape[-1]
-    unread = k * k  # the index of an all-zero tap
-
-    def tap(i, j, r, c):
-        ti, tj = i + top - stride * r, j + left - stride * c
-        return ti * k + tj if 0 <= ti < k and 0 <= tj < k else unread
-
-    index = [tap(i, j, r, c) for i in range(height) for j in range(width) for r in range(out_h) for c in range(out_w)]
-    table = tf.concat([tf.reshape(kernel, [unread, in_channels, filters]),
-                       tf.zeros([1, in_channels, filters], kernel.dtype)], axis=0)
-    blocks = tf.reshape(tf.gather(table, index), [height * width, out_h * out_w, in_channels, filters])
-    matrix = tf.reshape(tf.transpose(blocks, [0, 2, 1, 3]), [height * width * in_channels, -1])
-    y = _matmul(tf.reshape(x, [-1, height * width * in_channels]), matrix, few_rows)
-    return tf.reshape(_then(tf.reshape(y, [-1, filters]), epilogue), [-1, out_h, out_w, filters])
 
 
 def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=False, data_format='NHWC',
@@ -435,7 +244,7 @@ def _bn_variables(channels, zero_init):
 
 
 def conv2d_bn_folded(x, filters, kernel_size, stride=1, conv_name='conv', bn_name='bn', epsilon=1e-5,
-                     zero_init=False, use_bias=False, fast=True, padding='fixed', data_format='NHWC', relu=False):
+                     zero_init=False, use_bias=False, policy=None, padding='fixed', data_format='NHWC', relu=False):
     """``batch_norm(conv2d(x), training=False)`` computed as one convolution + bias (inference only).
 
     Batch norm with its moving statistics is affine per channel, so it folds
@@ -461,7 +270,7 @@ def conv2d_bn_folded(x, filters, kernel_size, stride=1, conv_name='conv', bn_nam
         y = tf.nn.bias_add(y, cast_to(shift, y.dtype), data_format=data_format if y.shape.rank == 4 else 'NHWC')
         return tf.nn.relu(y) if relu else y
 
-    return conv2d(x, filters, kernel_size, stride, name=conv_name, fast=fast, padding=padding,
+    return conv2d(x, filters, kernel_size, stride, name=conv_name, policy=policy, padding=padding,
                   data_format=data_format, kernel=kernel * scale, epilogue=epilogue, inference=True)
 
 

@@ -35,6 +35,18 @@ def compute_dtype(dtype):
     return tf.as_dtype(name)
 
 
+def conv_policy(conv):
+    """``ResNet``'s conv argument -> the ``fastconv.ConvPolicy`` its convolutions follow (None: plain Conv2D)."""
+    if conv == 'plain':
+        return None
+    if conv == 'shape_aware':
+        from resnet_graph.fastconv.policy import ConvPolicy
+        return ConvPolicy.from_config()
+    if hasattr(conv, 'conv'):
+        return conv
+    raise ValueError("conv=%r is not 'shape_aware', 'plain' or a fastconv.ConvPolicy" % (conv,))
+
+
 def check_data_format(data_format):
     """Raises ValueError unless this machine can run ``data_format`` (NCHW convolutions need a GPU)."""
     if data_format == 'NCHW' and not tf.config.list_physical_devices('GPU'):
@@ -72,9 +84,9 @@ class ResNet(object):
       weight_decay: L2 factor on conv and dense kernels (not BN, not biases).
       bn_momentum: decay of the batch-norm moving averages per step.
       zero_init_residual: start the last BN gamma of every block at 0.
-      fast_conv: use the exact shape-aware convolutions of ``layers.conv2d``
-        (the train flag ``--conv shape_aware``, its default); False: plain
-        ``tf.nn.conv2d`` (``--conv plain``; see the README's Performance).
+      conv: 'shape_aware' (the train flag ``--conv``'s default: the exact
+        CPU-tuned forms of ``fastconv.ConvPolicy.from_config()``), 'plain'
+        (TensorFlow's Conv2D), or a ``fastconv.ConvPolicy``.
       cross_replica_sum: synchronised batch norm across towers (see
         ``layers.batch_norm``; ``towers.Towers`` passes it with ``--sync_bn``).
       fold_bn: with training=False, compute each convolution and the batch
@@ -106,7 +118,7 @@ class ResNet(object):
     def __init__(self, depth=50, num_classes=10, height=32, width=32, channels=1, input_tensor=None,
                  label_tensor=None, training=None, include_top=True, pooling=None, weights=None,
                  weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=0.9,
-                 zero_init_residual=True, fast_conv=True, classes=None, input_shape=None, architecture='auto',
+                 zero_init_residual=True, conv='shape_aware', classes=None, input_shape=None, architecture='auto',
                  shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0, no_residual=False,
                  data_format='NHWC', variant='standard', cross_replica_sum=None, fold_bn=False,
                  dtype='float32'):
@@ -131,7 +143,7 @@ class ResNet(object):
         self.weight_decay = weight_decay
         self.bn_momentum = bn_momentum
         self.zero_init_residual = zero_init_residual
-        self.fast_conv = fast_conv
+        self.conv_policy = conv_policy(conv)
         self.dtype = compute_dtype(dtype)
         self.cross_replica_sum = cross_replica_sum
         self.variables = []
@@ -172,7 +184,7 @@ class ResNet(object):
         """Builds the network a run's configuration (``config.json``) describes; kwargs as for __init__."""
         size = cfg['image_size']
         kwargs = dict(variants.from_config(cfg), **kwargs)
-        kwargs.setdefault('fast_conv', cfg.get('conv', 'shape_aware') == 'shape_aware')
+        kwargs.setdefault('conv', cfg.get('conv', 'shape_aware'))
         kwargs.setdefault('dtype', cfg.get('dtype', 'float32'))  # runs saved before --dtype: float32
         return cls(cfg['depth'], cfg['num_classes'], size, size, cfg['channels'], weight_decay=cfg['weight_decay'],
                    bn_momentum=cfg['bn_momentum'], **kwargs)
@@ -385,7 +397,7 @@ class ResNet(object):
 
     def _conv(self, x, filters, kernel_size, stride, name, padding='fixed'):
         return layers.conv2d(x, filters, kernel_size, stride, name=name, use_bias=self.spec.conv_bias,
-                             fast=self.fast_conv, padding=padding, data_format=self.data_format,
+                             policy=self.conv_policy, padding=padding, data_format=self.data_format,
                              inference=self._training is False)
 
     def _conv_bn(self, x, filters, kernel_size, stride, conv_name='conv', bn_name='bn', zero_init=False,
@@ -394,7 +406,7 @@ class ResNet(object):
         if self._fold_bn:
             return layers.conv2d_bn_folded(x, filters, kernel_size, stride, conv_name, bn_name,
                                            epsilon=self.spec.bn_epsilon, zero_init=zero_init,
-                                           use_bias=self.spec.conv_bias, fast=self.fast_conv, padding=padding,
+                                           use_bias=self.spec.conv_bias, policy=self.conv_policy, padding=padding,
                                            data_format=self.data_format, relu=relu)
         y = self._bn(self._conv(x, filters, kernel_size, stride, conv_name, padding=padding), bn_name, zero_init)
         return tf.nn.relu(y) if relu else y
