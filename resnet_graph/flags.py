@@ -33,8 +33,8 @@ def define_train():
                          'train/; -1: none.')
     flags.DEFINE_integer('max_to_keep', T['max_to_keep'], 'Rolling checkpoints kept.')
     flags.DEFINE_integer('seed', T['seed'], 'Seed of the initialisation and the data order.')
-    flags.DEFINE_enum('conv', T['conv'], ['shape_aware', 'plain'], 'Convolutions: the shape-aware forms of '
-                      'layers.conv2d (same arithmetic; faster where the CPU convolution is slow), or plain tf.nn.conv2d.')
+    flags.DEFINE_enum('conv', T['conv'], ['shape_aware', 'plain'], 'Convolutions: the exact CPU-tuned forms of '
+                      'resnet_graph/fastconv (same arithmetic), or TensorFlow\'s plain Conv2D.')
     flags.DEFINE_enum('nan_policy', T['nan_policy'], ['stop', 'skip'], 'At a NaN or Inf loss: stop the run '
                       '(nothing is saved after it) or skip that update and count it.')
     define_dtype()

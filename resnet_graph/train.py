@@ -149,10 +149,15 @@ def main(args):
         check_data_format(cfg['data_format'])
     except ValueError as e:
         raise UsageError('--%s' % e)
-    from resnet_graph.training import distributed
-    from resnet_graph.training.trainer import TrainingError
-    try:  # a plain Trainer without TF_CONFIG
-        result = distributed.trainer(cfg, spec, log=lambda line: print(line, flush=True)).train()
+    from resnet_graph.training.trainer import Trainer, TrainingError
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        if spec is None:
+            trainer = Trainer(cfg, log=log)
+        else:
+            from resnet_graph.training import distributed
+            trainer = distributed.trainer(cfg, spec, log=log)
+        result = trainer.train()
     except OSError as e:
         raise UsageError('cannot write the run directory %s: %s' % (cfg['model_dir'], e.strerror or e))
     except TrainingError as e:

@@ -86,17 +86,14 @@ def run_ours(spec):
             images, labels = synthetic_batch(spec)
         train = spec['mode'] == 'train'
         net = ResNet(spec['depth'], spec['num_classes'], spec['image_size'], spec['image_size'], spec['channels'],
-                     input_tensor=images, label_tensor=labels, training=train, weight_decay=1e-4,
+                     input_tensor=images, label_tensor=labels, training=train, weight_decay=config.TRAIN['weight_decay'],
                      conv=spec['conv'], fold_bn=spec.get('fold_bn') == 'on',
                      dtype=spec.get('dtype', 'float32'))
         if train:
             global_step = v1.train.get_or_create_global_step()
             # The train command's default step: its learning rate schedule and optimizer.
             cfg = dict(config.TRAIN, dtype=spec.get('dtype', 'float32'))  # float16: dynamic loss scaling
-            lr = optim.learning_rate(cfg, global_step, cfg['learning_decay_steps'], 10 ** 6)
-            op = optim.train_op(optim.training_loss(net), lr, global_step, net.update_ops,
-                                weight_decay=net.weight_decay, decayed_kernels=net.decayed_kernels,
-                                **optim.optimizer_options(cfg))[0]
+            op = optim.build_train_step(cfg, net, global_step, cfg['learning_decay_steps'], 10 ** 6)[0]
         else:
             op = net.probabilities
         with v1.Session(config=session_config(spec['xla'])) as sess:

@@ -9,9 +9,10 @@ is given). The tensors a caller needs have stable graph names: ``input_x``,
 The keras.applications options work in graph mode too: ``input_tensor``,
 ``input_shape``, ``include_top``, ``pooling``, ``classes``, ``weights``.
 """
-import re
 
 import tensorflow as tf
+
+import config
 
 from resnet_graph.nets import layers
 from resnet_graph.nets import variants
@@ -184,8 +185,8 @@ class ResNet(object):
         """Builds the network a run's configuration (``config.json``) describes; kwargs as for __init__."""
         size = cfg['image_size']
         kwargs = dict(variants.from_config(cfg), **kwargs)
-        kwargs.setdefault('conv', cfg.get('conv', 'shape_aware'))
-        kwargs.setdefault('dtype', cfg.get('dtype', 'float32'))  # runs saved before --dtype: float32
+        kwargs.setdefault('conv', cfg.get('conv', config.TRAIN['conv']))
+        kwargs.setdefault('dtype', cfg.get('dtype', config.TRAIN['dtype']))  # runs saved before --dtype: float32
         return cls(cfg['depth'], cfg['num_classes'], size, size, cfg['channels'], weight_decay=cfg['weight_decay'],
                    bn_momentum=cfg['bn_momentum'], **kwargs)
 
@@ -239,25 +240,8 @@ class ResNet(object):
 
     def _init_from(self, weights, exclude):
         """Makes the initializers of this network's variables read ``weights``; returns the report."""
-        path = _checkpoint_path(weights)
-        saved = dict(v1.train.list_variables(path))
-        restored, fresh, mapping = [], [], {}
-        for variable in self.variables:
-            name = self.local_name(variable)
-            if any(re.search(p, name) for p in exclude):
-                fresh.append(name)
-                continue
-            if name not in saved:
-                raise ValueError('weights=%s has no variable %s; pass weights_exclude=[...] for layers it '
-                                 'does not hold' % (weights, name))
-            if list(saved[name]) != variable.shape.as_list():
-                raise ValueError('weights=%s holds %s with shape %s, the network has %s (classes=%s?); '
-                                 'exclude it with weights_exclude=["head/"] to train a new head'
-                                 % (weights, name, saved[name], variable.shape.as_list(), self.num_classes))
-            mapping[name] = variable
-            restored.append(name)
-        v1.train.init_from_checkpoint(path, mapping)
-        return dict(checkpoint=path, restored=restored, fresh=fresh)
+        from resnet_graph.nets.weights import init_from
+        return init_from({self.local_name(v): v for v in self.variables}, weights, exclude, self.num_classes)
 
     # -- network -----------------------------------------------------------------
 
@@ -419,32 +403,26 @@ class ResNet(object):
     # -- outputs -------------------------------------------------------------------
 
     def _build_outputs(self):
-        self.probabilities = tf.nn.softmax(self.logits, name='probabilities')
-        self.predictions = tf.argmax(self.logits, axis=1, name='predictions')
-        self.cross_entropy = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=self.input_y, logits=self.logits),
-            name='cross_entropy')
-        self.loss = tf.add(self.cross_entropy, self.regularization_loss, name='loss')
-        correct = tf.equal(self.predictions, self.input_y)
-        self.accuracy = tf.reduce_mean(tf.cast(correct, tf.float32), name='accuracy')
-        top5 = tf.nn.in_top_k(predictions=self.logits, targets=self.input_y, k=min(5, self.num_classes))
-        self.top5_accuracy = tf.reduce_mean(tf.cast(top5, tf.float32), name='top5_accuracy')
+        for name, tensor in classifier_outputs(self.logits, self.input_y, self.regularization_loss,
+                                               self.num_classes).items():
+            setattr(self, name, tensor)
 
     def num_params(self):
         """Number of trainable parameters of this network (an int)."""
         return sum(v.shape.num_elements() for v in self.trainable_variables)
 
 
-def _checkpoint_path(weights):
-    """A run directory (its best checkpoint, else its latest) or a checkpoint prefix -> the prefix."""
-    import os
-    from resnet_graph.training.run_dir import RunDir
-    if os.path.isdir(weights):
-        run = RunDir(weights)
-        path = run.best_checkpoint() or run.latest_checkpoint()
-        if path is None:
-            raise ValueError('weights=%s is a directory without checkpoints' % weights)
-        return path
-    if not tf.io.gfile.exists(weights + '.index'):
-        raise ValueError('weights=%s is neither a run directory nor a checkpoint' % weights)
-    return weights
+def classifier_outputs(logits, labels, regularization_loss, num_classes):
+    """The named outputs of a classifier from its logits [N, K] and int64 labels [N].
+
+    Returns a dict of tensors: probabilities [N, K], predictions [N] (argmax), cross_entropy,
+    loss (cross_entropy + regularization_loss), accuracy and top5_accuracy (scalars).
+    """
+    predictions = tf.argmax(logits, axis=1, name='predictions')
+    cross_entropy = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits),
+                                   name='cross_entropy')
+    top5 = tf.nn.in_top_k(predictions=logits, targets=labels, k=min(5, num_classes))
+    return dict(probabilities=tf.nn.softmax(logits, name='probabilities'), predictions=predictions,
+                cross_entropy=cross_entropy, loss=tf.add(cross_entropy, regularization_loss, name='loss'),
+                accuracy=tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32), name='accuracy'),
+                top5_accuracy=tf.reduce_mean(tf.cast(top5, tf.float32), name='top5_accuracy'))

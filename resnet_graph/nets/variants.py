@@ -35,6 +35,8 @@ Variants:
 """
 import collections
 
+import config
+
 IMAGENET_STAGES = {
     18: ('basic', (2, 2, 2, 2)),
     34: ('basic', (3, 4, 6, 3)),
@@ -59,8 +61,8 @@ DEPTH_RULE = '%s (ImageNet-style) or %s (CIFAR-style)' % (
 
 # Defaults of the options; run directories written before the variants lack
 # these keys and mean exactly these values.
-DEFAULTS = dict(architecture='auto', shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0,
-                no_residual=False, data_format='NHWC', variant='standard')
+DEFAULTS = {key: config.TRAIN[key] for key in ('architecture', 'shortcut', 'resnet_version', 'stride_in',
+                                               'width_multiplier', 'no_residual', 'data_format', 'variant')}
 
 Spec = collections.namedtuple('Spec', [
     'depth', 'architecture', 'block_kind', 'num_blocks', 'inner_widths', 'out_widths', 'stem_width', 'shortcut',

@@ -35,9 +35,10 @@ import time
 
 import tensorflow as tf
 
-from resnet_graph.training import summaries
+import config
+
 from resnet_graph.training import towers
-from resnet_graph.training.trainer import Trainer, TrainingError, _duration
+from resnet_graph.training.trainer import Trainer, TrainingError
 
 v1 = tf.compat.v1
 
@@ -48,9 +49,7 @@ _DONE_QUEUE = 'resnet_graph_workers_done'
 
 
 def trainer(cfg, spec, log=print):
-    """The task's trainer: ``Trainer`` without a cluster (spec None), else ``ParameterServer`` or ``ClusterTrainer``."""
-    if spec is None:
-        return Trainer(cfg, log=log)
+    """The trainer of this task of a TF_CONFIG cluster: ``ParameterServer`` or ``ClusterTrainer``."""
     if spec.task_type == 'ps':
         return ParameterServer(spec, log)
     return ClusterTrainer(cfg, spec, log)
@@ -147,18 +146,18 @@ class ClusterTrainer(Trainer):
         if not spec.is_chief:  # its own data order; the chief keeps the run's seed (saved in config.json)
             self.cfg = dict(self.cfg, seed=self.cfg['seed'] + spec.replica_index)
         self.sync = None
-        # A compute task can run more steps than the run has (its stale gradients are dropped in sync mode, the
-        # global step moves on without it in async mode), so its data order repeats instead of running out.
-        train_dataset = self.loader.train_dataset
-        self.loader.train_dataset = lambda *args: train_dataset(*args).repeat()
         self.server = start_server(spec, self.cfg)
+
+    # A compute task can run more steps than the run has (its stale gradients are dropped in sync mode, the
+    # global step moves on without it in async mode), so its data order repeats instead of running out.
+    repeat_data = True
 
     # -- graph -----------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _graph_scope(self):
         num_ps = len(self.spec.cluster['ps'])
-        by_size = self.cfg.get('ps_strategy', 'by_size') == 'by_size'
+        by_size = self.cfg.get('ps_strategy', config.TRAIN['ps_strategy']) == 'by_size'
         strategy = BySize(num_ps, network_sizes(self.cfg)) if by_size and num_ps > 1 else None
         setter = v1.train.replica_device_setter(cluster=tf.train.ClusterSpec(self.spec.cluster),
                                                 worker_device=self.device, ps_strategy=strategy)
@@ -195,7 +194,7 @@ class ClusterTrainer(Trainer):
     def _session(self, graph):
         return v1.Session(self.server.target, graph=graph, config=session_config(self.spec, self.cfg))
 
-    # -- the chief: Trainer.train with a global-step-aware loop ---------------------------
+    # -- the chief: Trainer.train, its loop reading the global step ---------------------------
 
     def train(self):
         if self.spec.is_chief:
@@ -205,47 +204,27 @@ class ClusterTrainer(Trainer):
             return super().train()
         return self._work()
 
-    def _loop(self, sess, step, best, train_writer, eval_writer, stop):
-        cfg = self.cfg
-        coordinator = None
+    @property
+    def batches_per_step(self):
+        return len(self.spec.compute_tasks) if self.sync is not None else 1
+
+    rate_note = ' (cluster)'
+
+    def _next_step(self, sess, step):
+        return int(sess.run(self.global_step))  # other tasks move it too
+
+    def _before_loop(self, sess):
+        self.coordinator = None
         if self.sync is not None:
             sess.run(self.sync_local_init)
             sess.run([self.sync_chief_init, self.sync_init_tokens])
-            coordinator = v1.train.Coordinator()
-            self.sync_queue_runner.create_threads(sess, coord=coordinator, daemon=True, start=True)
-        feed = {self.model.is_training: True}
-        every_step = [self.train_op, self.model.loss] + ([self.applied] if self.applied is not None else [])
-        logged = [self.model.accuracy, self.learning_rate, self.summary_op]
-        window_start, window_first = time.time(), step
-        next_log = (step // cfg['log_every'] + 1) * cfg['log_every']
-        while step < self.total_steps and not stop.received:
-            # Other tasks move the global step too: log at the first step of ours at or past each log point.
-            log_now = step + 1 >= min(next_log, self.total_steps)
-            values = sess.run(every_step + (logged if log_now else []), feed)
-            before, step = step, int(sess.run(self.global_step))
-            self._check_loss(values[1], values[2] if self.applied is not None else True, step)
-            if log_now and step >= min(next_log, self.total_steps):
-                accuracy, lr, summary = values[-3:]
-                now = time.time()
-                replicas = len(self.spec.compute_tasks) if self.sync is not None else 1  # batches per step
-                rate = (step - window_first) * cfg['batch_size'] * replicas / (now - window_start)
-                self.log('step %d/%d epoch %d loss %.4f accuracy %.4f lr %.2e %.1f examples/sec (cluster) %s left'
-                         % (step, self.total_steps, (step - 1) // self.steps_per_epoch + 1, values[1], accuracy, lr,
-                            rate, _duration((self.total_steps - step) * cfg['batch_size'] * replicas / rate)))
-                train_writer.add_summary(summary, step)
-                summaries.scalars(train_writer, step, examples_per_sec=rate)
-                window_start, window_first = now, step
-                next_log = (step // cfg['log_every'] + 1) * cfg['log_every']
-            every = cfg['histogram_every']
-            if self.histogram_op is not None and step // every > before // every:
-                train_writer.add_summary(sess.run(self.histogram_op), step)
-            if step // self.eval_every > before // self.eval_every or step >= self.total_steps:
-                best = self._validate(sess, step, eval_writer, best)
-                self._save(self.saver, sess, self.run.checkpoint_prefix, step)
+            self.coordinator = v1.train.Coordinator()
+            self.sync_queue_runner.create_threads(sess, coord=self.coordinator, daemon=True, start=True)
+
+    def _after_loop(self, sess):
         if self.sync is not None:
             sess.run(self.sync_release)  # a worker blocked on its next token gets one and sees the last step
-            coordinator.request_stop()
-        return step, best
+            self.coordinator.request_stop()
 
     def _finish(self, sess, step, best):
         self._wait_for_workers(sess)

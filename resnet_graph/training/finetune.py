@@ -12,6 +12,8 @@
 """
 import re
 
+import config
+
 from resnet_graph.nets.model import ResNet
 
 
@@ -29,7 +31,7 @@ def build_model(cfg, warm_start_from='', **kwargs):
     if not warm_start_from:
         return ResNet.from_config(cfg, **kwargs)
     try:
-        return ResNet.from_config(cfg, weights=warm_start_from, weights_exclude=cfg.get('warm_start_exclude', []),
+        return ResNet.from_config(cfg, weights=warm_start_from, weights_exclude=cfg.get('warm_start_exclude', config.TRAIN['warm_start_exclude']),
                                   **kwargs)
     except ValueError as e:
         raise FineTuneError('cannot warm-start from %s: %s (on the command line weights_exclude is '

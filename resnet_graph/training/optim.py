@@ -21,6 +21,8 @@ import math
 
 import tensorflow as tf
 
+import config
+
 v1 = tf.compat.v1
 
 OPTIMIZERS = ('adam', 'momentum', 'adamw')
@@ -70,15 +72,15 @@ def learning_rate(cfg, global_step, steps_per_epoch, total_steps):
       global_step: the int64 global step variable.
       steps_per_epoch, total_steps: ints, to turn epochs into steps.
     """
-    schedule, base = cfg.get('schedule', 'exponential'), cfg['learning_rate']
-    warmup = epochs_to_steps(cfg.get('warmup_epochs', 0.0), steps_per_epoch)
+    schedule, base = cfg.get('schedule', config.TRAIN['schedule']), cfg['learning_rate']
+    warmup = epochs_to_steps(cfg.get('warmup_epochs', config.TRAIN['warmup_epochs']), steps_per_epoch)
     with v1.name_scope('learning_rate_schedule'):
         if schedule == 'exponential':
             lr = v1.train.exponential_decay(base, global_step, cfg['learning_decay_steps'],
                                             cfg['learning_decay_rate'], staircase=True)
         elif schedule == 'piecewise':
             boundaries = [epochs_to_steps(e, steps_per_epoch) for e in cfg['boundaries_epochs']]
-            values = cfg.get('lr_values') or [base * cfg['learning_decay_rate'] ** i
+            values = cfg.get('lr_values', config.TRAIN['lr_values']) or [base * cfg['learning_decay_rate'] ** i
                                               for i in range(len(boundaries) + 1)]
             lr = piecewise_constant(boundaries, values, global_step)
         elif schedule == 'cosine':
@@ -91,29 +93,29 @@ def learning_rate(cfg, global_step, steps_per_epoch, total_steps):
 
 def describe(cfg):
     """One line naming the optimizer, the schedule and the regularisers in use."""
-    name = cfg.get('optimizer', 'adam')
+    name = cfg.get('optimizer', config.TRAIN['optimizer'])
     parts = [name]
     if name == 'momentum':
         parts.append('%g%s' % (cfg['momentum'], ' nesterov' if cfg['nesterov'] else ''))
     if name == 'adamw':
         parts.append('(decoupled decay %g on kernels)' % cfg['adamw_weight_decay'])
-    schedule = cfg.get('schedule', 'exponential')
-    text = '%s, schedule %s from %g' % (' '.join(parts), schedule, (cfg.get('lr_values') or
+    schedule = cfg.get('schedule', config.TRAIN['schedule'])
+    text = '%s, schedule %s from %g' % (' '.join(parts), schedule, (cfg.get('lr_values', config.TRAIN['lr_values']) or
                                                                   [cfg['learning_rate']])[0])
     if schedule == 'piecewise':
         text += ' (boundaries at epochs %s)' % ', '.join('%g' % e for e in cfg['boundaries_epochs'])
-    extras = [('warm-up epochs', cfg.get('warmup_epochs', 0)), ('L2 weight decay', cfg['weight_decay']),
-              ('label smoothing', cfg.get('label_smoothing', 0)),
-              ('gradient clipping at norm', cfg.get('clip_gradient_norm', 0))]
+    extras = [('warm-up epochs', cfg.get('warmup_epochs', config.TRAIN['warmup_epochs'])), ('L2 weight decay', cfg['weight_decay']),
+              ('label smoothing', cfg.get('label_smoothing', config.TRAIN['label_smoothing'])),
+              ('gradient clipping at norm', cfg.get('clip_gradient_norm', config.TRAIN['clip_gradient_norm']))]
     return 'optimizer ' + '; '.join([text] + ['%s %g' % (k, v) for k, v in extras if v])
 
 
 def optimizer_options(cfg):
     """The keyword arguments of ``train_op`` that a run's configuration sets."""
-    return dict(optimizer=cfg.get('optimizer', 'adam'), momentum=cfg.get('momentum', 0.9),
-                nesterov=cfg.get('nesterov', False), adamw_weight_decay=cfg.get('adamw_weight_decay', 0.0),
-                clip_gradient_norm=cfg.get('clip_gradient_norm', 0.0),
-                dynamic_loss_scale=cfg.get('dtype', 'float32') == 'float16')
+    return dict(optimizer=cfg.get('optimizer', config.TRAIN['optimizer']), momentum=cfg.get('momentum', config.TRAIN['momentum']),
+                nesterov=cfg.get('nesterov', config.TRAIN['nesterov']), adamw_weight_decay=cfg.get('adamw_weight_decay', config.TRAIN['adamw_weight_decay']),
+                clip_gradient_norm=cfg.get('clip_gradient_norm', config.TRAIN['clip_gradient_norm']),
+                dynamic_loss_scale=cfg.get('dtype', config.TRAIN['dtype']) == 'float16')
 
 
 def training_loss(model, label_smoothing=0.0):
@@ -208,6 +210,29 @@ class DynamicLossScale(object):
         """The op after a non-finite step: the scale halves (not below 1), good_steps back to 0."""
         return tf.group(v1.assign(self.scale, tf.maximum(self.scale * 0.5, 1.0)),
                         v1.assign(self.good_steps, tf.zeros([], tf.int64)), name='loss_scale_overflow')
+
+
+def build_train_step(cfg, model, global_step, steps_per_epoch, total_steps, var_list=None, update_ops=None,
+                     gradients=None, wrap_optimizer=None):
+    """The train command's step for ``model`` as ``cfg`` (a run configuration) describes it.
+
+    Args:
+      cfg: dict with the recipe keys of ``config.TRAIN`` (schedule, optimizer, label_smoothing, nan_policy...).
+      model: a ``ResNet`` built with training on.
+      global_step: the int64 step variable.
+      steps_per_epoch, total_steps: what the schedule counts in.
+      var_list, update_ops, gradients, wrap_optimizer: as for ``train_op`` (default: every trainable
+        variable, the model's batch-norm updates, the gradients of the loss, the optimizer itself).
+    Returns:
+      (train op, learning rate [scalar], global gradient norm [scalar], applied: bool scalar or None).
+    """
+    lr = learning_rate(cfg, global_step, steps_per_epoch, total_steps)
+    op, gradient_norm, applied = train_op(
+        training_loss(model, cfg['label_smoothing']), lr, global_step,
+        model.update_ops if update_ops is None else update_ops, skip_nonfinite=cfg['nan_policy'] == 'skip',
+        var_list=var_list, gradients=gradients, wrap_optimizer=wrap_optimizer, weight_decay=model.weight_decay,
+        decayed_kernels=model.decayed_kernels, **optimizer_options(cfg))
+    return op, lr, gradient_norm, applied
 
 
 def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False, optimizer='adam',

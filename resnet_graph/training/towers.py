@@ -21,10 +21,12 @@ same command runs, and is tested, on a CPU-only machine.
 """
 import tensorflow as tf
 
+import config
+
 from resnet_graph.training import finetune
 from resnet_graph.errors import UsageError
 from resnet_graph.cluster import DEVICE_PATTERN
-from resnet_graph.nets.model import ResNet
+from resnet_graph.nets.model import classifier_outputs
 
 v1 = tf.compat.v1
 
@@ -38,10 +40,10 @@ def tower_devices(cfg):
 
     Raises UsageError when --num_devices asks for more GPUs than the machine has (and it has some).
     """
-    devices = [d.lower() for d in cfg.get('devices') or []]
+    devices = [d.lower() for d in cfg.get('devices', config.TRAIN['devices']) or []]
     if devices:
         return devices
-    count = cfg.get('num_devices', 1)
+    count = cfg.get('num_devices', config.TRAIN['num_devices'])
     if count <= 1:
         return []
     gpus = len(tf.config.list_physical_devices('GPU'))
@@ -103,7 +105,7 @@ class Towers(object):
         self.input_x, self.input_y = images, tf.cast(labels, tf.int64)
         self.is_training = v1.placeholder_with_default(False, [], name='is_training')
         count = tf.shape(images)[0]
-        self.cross_tower_sum = CrossTowerSum(len(self.devices)) if cfg.get('sync_bn') else None
+        self.cross_tower_sum = CrossTowerSum(len(self.devices)) if cfg.get('sync_bn', config.TRAIN['sync_bn']) else None
         self.towers = []
         for i, device in enumerate(self.devices):
             with tf.name_scope('tower%d' % i), v1.device(_placer(device)):
@@ -113,15 +115,18 @@ class Towers(object):
                               cross_replica_sum=self.cross_tower_sum)
                 self.towers.append(finetune.build_model(cfg, '' if i else warm_start_from, **kwargs))
         first = self.towers[0]
-        self.num_classes, self.regularization_loss = first.num_classes, first.regularization_loss
+        for name in self.FROM_FIRST_TOWER:
+            setattr(self, name, getattr(first, name))
         with tf.device(PARAMETER_DEVICE):
             self.logits = tf.concat([t.logits for t in self.towers], 0, name='logits')
-            ResNet._build_outputs(self)
+            for name, tensor in classifier_outputs(self.logits, self.input_y, self.regularization_loss,
+                                                   self.num_classes).items():
+                setattr(self, name, tensor)
 
-    def __getattr__(self, name):
-        if name == 'towers':  # not built yet
-            raise AttributeError(name)
-        return getattr(self.towers[0], name)
+    # What the towers share with their first tower (the variables are one set; its BN updates stand for all).
+    FROM_FIRST_TOWER = ('num_classes', 'regularization_loss', 'variables', 'trainable_variables', 'decayed_kernels',
+                        'update_ops', 'weight_decay', 'weights_report', 'endpoints', 'scope', 'spec', 'depth',
+                        'local_name', 'num_params')
 
     def average_gradients(self, var_list=None, label_smoothing=0.0):
         """Each tower's gradients on its device, averaged on the parameter device.

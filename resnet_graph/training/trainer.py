@@ -19,6 +19,8 @@ import time
 
 import tensorflow as tf
 
+import config
+
 from data_loader import DataLoader
 from resnet_graph.training import finetune
 from resnet_graph.training import optim
@@ -78,7 +80,7 @@ class Trainer(object):
         self.log = log
         self.run = RunDir(cfg['model_dir'])
         self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg.get('mean'), cfg.get('std'),
-                                 augment=cfg.get('augment', 'none'), **source_options(cfg))
+                                 augment=cfg.get('augment', config.TRAIN['augment']), **source_options(cfg))
         self.cfg = dict(cfg, num_classes=self.loader.num_classes, channels=self.loader.channels,
                         mean=self.loader.mean, std=self.loader.std)
         self.steps_per_epoch = steps_per_epoch(len(self.loader.train_ids), cfg['batch_size'])
@@ -93,6 +95,8 @@ class Trainer(object):
         with graph.as_default(), self._graph_scope():
             v1.set_random_seed(cfg['seed'])
             dataset = self.loader.train_dataset(cfg['batch_size'], cfg['seed'], start_step, self.total_steps)
+            if self.repeat_data:
+                dataset = dataset.repeat()
             self.iterator = v1.data.make_initializable_iterator(dataset)
             images, labels = self.iterator.get_next()
             # Fed from the pipeline by default, still feedable by name for validation.
@@ -100,14 +104,11 @@ class Trainer(object):
             labels = v1.placeholder_with_default(labels, [None], name='input_y')
             self.model = towers.build_model(cfg, self.warm_start_from, images, labels)  # one tower per device
             self.global_step = v1.train.get_or_create_global_step()
-            self.learning_rate = optim.learning_rate(cfg, self.global_step, self.steps_per_epoch, self.total_steps)
             trained, self.frozen = finetune.split(self.model, cfg['freeze_stages'])
-            self.train_op, gradient_norm, self.applied = optim.train_op(
-                optim.training_loss(self.model, cfg['label_smoothing']), self.learning_rate, self.global_step,
-                finetune.update_ops(self.model, self.frozen), skip_nonfinite=cfg['nan_policy'] == 'skip',
-                var_list=trained, gradients=towers.gradients(self.model, cfg['label_smoothing']),
-                wrap_optimizer=self.wrap_optimizer, weight_decay=self.model.weight_decay,
-                decayed_kernels=self.model.decayed_kernels, **optim.optimizer_options(cfg))
+            self.train_op, self.learning_rate, gradient_norm, self.applied = optim.build_train_step(
+                cfg, self.model, self.global_step, self.steps_per_epoch, self.total_steps, var_list=trained,
+                update_ops=finetune.update_ops(self.model, self.frozen),
+                gradients=towers.gradients(self.model, cfg['label_smoothing']), wrap_optimizer=self.wrap_optimizer)
             self.summary_op = summaries.train_summary(self.model, self.learning_rate, gradient_norm,
                                                       cfg['mean'], cfg['std'])
             self.histogram_op = summaries.histogram_summary(self.model) if cfg['histogram_every'] else None
@@ -121,6 +122,7 @@ class Trainer(object):
 
     # Scale-out hooks (resnet_graph/towers.py, distributed.py): a cluster's trainer overrides them.
     wrap_optimizer = None  # or a function optimizer -> optimizer
+    repeat_data = False  # the data order repeats instead of ending at the last step
 
     def _graph_scope(self):
         """A context manager around the graph's construction (a cluster's device placement)."""
@@ -221,38 +223,66 @@ class Trainer(object):
             return self._finish(sess, step, best)
 
     def _loop(self, sess, step, best, train_writer, eval_writer, stop):
+        """Trains from ``step`` to the last step (or a signal), logging, validating and saving on the way.
+
+        Shared by one machine, towers and a cluster's chief: the step after a run is ``_next_step`` (other
+        tasks move a cluster's global step too), so every cadence fires when a step crosses its boundary.
+        Returns (step, best record).
+        """
         cfg = self.cfg
+        self._before_loop(sess)
         feed = {self.model.is_training: True}
         every_step = [self.train_op, self.model.loss] + ([self.applied] if self.applied is not None else [])
         logged = [self.model.accuracy, self.learning_rate, self.summary_op]
-        loop_start, window_start, window_steps, first = time.time(), time.time(), 0, step
+        loop_start, window_start, window_first, first = time.time(), time.time(), step, step
+
+        def crossed(before, after, every):
+            return after // every > before // every or after >= self.total_steps
+
         while step < self.total_steps and not stop.received:
             trace = dict(options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE),
                          run_metadata=v1.RunMetadata()) if step + 1 == cfg['trace_step'] else {}
-            log_now = (step + 1) % cfg['log_every'] == 0 or step + 1 == self.total_steps
+            log_now = crossed(step, step + 1, cfg['log_every'])
             values = sess.run(every_step + (logged if log_now else []), feed, **trace)
-            step += 1
-            window_steps += 1
+            before, step = step, self._next_step(sess, step)
             self._check_loss(values[1], values[2] if self.applied is not None else True, step)
             if trace:
                 self._write_trace(step, trace['run_metadata'], train_writer)
-            if self.histogram_op is not None and step % cfg['histogram_every'] == 0:
+            every = cfg['histogram_every']
+            if self.histogram_op is not None and step // every > before // every:
                 train_writer.add_summary(sess.run(self.histogram_op), step)
-            if log_now:
-                accuracy, lr, summary = values[-3:]
+            if log_now and crossed(before, step, cfg['log_every']):
                 now = time.time()
-                rate = window_steps * cfg['batch_size'] / (now - window_start)
-                left = (now - loop_start) / (step - first) * (self.total_steps - step)
-                self.log('step %d/%d epoch %d loss %.4f accuracy %.4f lr %.2e %.1f examples/sec %s left'
-                         % (step, self.total_steps, (step - 1) // self.steps_per_epoch + 1, values[1], accuracy,
-                            lr, rate, _duration(left)))
-                train_writer.add_summary(summary, step)
+                rate = (step - window_first) * cfg['batch_size'] * self.batches_per_step / (now - window_start)
+                self._log_step(step, values[1], values[-3:], rate, (now - loop_start) / (step - first))
+                train_writer.add_summary(values[-1], step)
                 summaries.scalars(train_writer, step, examples_per_sec=rate)
-                window_start, window_steps = now, 0
-            if step % self.eval_every == 0 or step == self.total_steps:
+                window_start, window_first = now, step
+            if crossed(before, step, self.eval_every):
                 best = self._validate(sess, step, eval_writer, best)
                 self._save(self.saver, sess, self.run.checkpoint_prefix, step)
+        self._after_loop(sess)
         return step, best
+
+    def _log_step(self, step, loss, logged, rate, seconds_per_step):
+        accuracy, lr, _ = logged
+        self.log('step %d/%d epoch %d loss %.4f accuracy %.4f lr %.2e %.1f examples/sec%s %s left'
+                 % (step, self.total_steps, (step - 1) // self.steps_per_epoch + 1, loss, accuracy, lr, rate,
+                    self.rate_note, _duration(seconds_per_step * (self.total_steps - step))))
+
+    # The differences of a cluster's chief (distributed.ClusterTrainer overrides them).
+    batches_per_step = 1  # batches one global step trains on
+    rate_note = ''  # after "examples/sec" in the progress lines
+
+    def _next_step(self, sess, step):
+        """The step after one ``train_op`` run that started at ``step``."""
+        return step + 1
+
+    def _before_loop(self, sess):
+        """Runs once before the first step of the loop."""
+
+    def _after_loop(self, sess):
+        """Runs once after the last step of the loop."""
 
     def _stop_on_bad_data(self, sess, error):
         """A record the data source refused mid-run (--strict_data, a batch with no readable image): saves the

@@ -1,0 +1,54 @@
+"""``ResNet(weights=...)``: initialise a network's variables from a run directory or a checkpoint, by name."""
+import os
+import re
+
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+
+def init_from(variables, weights, exclude, num_classes):
+    """Makes the initializers of ``variables`` read their values from ``weights``.
+
+    Args:
+      variables: dict local name (as in the checkpoint) -> variable.
+      weights: a run directory (its best checkpoint, else its latest) or a checkpoint prefix.
+      exclude: regular expressions of names that keep their fresh initialisers.
+      num_classes: the network's, named in the error for a mis-shaped head.
+    Returns:
+      dict(checkpoint=prefix, restored=[names], fresh=[names]).
+    Raises:
+      ValueError naming the first variable the checkpoint lacks or holds with another shape.
+    """
+    path = checkpoint_path(weights)
+    saved = dict(v1.train.list_variables(path))
+    restored, fresh, mapping = [], [], {}
+    for name, variable in variables.items():
+        if any(re.search(p, name) for p in exclude):
+            fresh.append(name)
+            continue
+        if name not in saved:
+            raise ValueError('weights=%s has no variable %s; pass weights_exclude=[...] for layers it '
+                             'does not hold' % (weights, name))
+        if list(saved[name]) != variable.shape.as_list():
+            raise ValueError('weights=%s holds %s with shape %s, the network has %s (classes=%s?); '
+                             'exclude it with weights_exclude=["head/"] to train a new head'
+                             % (weights, name, saved[name], variable.shape.as_list(), num_classes))
+        mapping[name] = variable
+        restored.append(name)
+    v1.train.init_from_checkpoint(path, mapping)
+    return dict(checkpoint=path, restored=restored, fresh=fresh)
+
+
+def checkpoint_path(weights):
+    """A run directory (its best checkpoint, else its latest) or a checkpoint prefix -> the prefix."""
+    from resnet_graph.training.run_dir import RunDir
+    if os.path.isdir(weights):
+        run = RunDir(weights)
+        path = run.best_checkpoint() or run.latest_checkpoint()
+        if path is None:
+            raise ValueError('weights=%s is a directory without checkpoints' % weights)
+        return path
+    if not tf.io.gfile.exists(weights + '.index'):
+        raise ValueError('weights=%s is neither a run directory nor a checkpoint' % weights)
+    return weights
