@@ -33,7 +33,7 @@ DEVICE_PATTERN = re.compile(r'^/(cpu|gpu):(\d+)$', re.IGNORECASE)
 _ADDRESS = re.compile(r'^[^\s:]+:\d{1,5}$')
 
 
-class Spec(collections.namedtuple('Spec', 'cluster task_type task_index')):
+class Task(collections.namedtuple('Task', 'cluster task_type task_index')):
     """A parsed TF_CONFIG: cluster {job: [host:port]}, this task's type and index.
 
     Without a ``chief`` job, worker 0 is the chief (TensorFlow's convention).
@@ -59,7 +59,7 @@ class Spec(collections.namedtuple('Spec', 'cluster task_type task_index')):
 
 
 def parse_tf_config(text):
-    """TF_CONFIG's text -> a Spec, or None when it is empty. UsageError naming what is wrong."""
+    """TF_CONFIG's text -> a Task, or None when it is empty. UsageError naming what is wrong."""
     if not text or not text.strip():
         return None
     try:
@@ -87,11 +87,11 @@ def parse_tf_config(text):
     require(isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(cluster[task_type]),
             'TF_CONFIG task index %r is out of range: job %r has %d tasks (index 0..%d)'
             % (index, task_type, len(cluster[task_type]), len(cluster[task_type]) - 1))
-    return Spec({job: list(cluster[job]) for job in JOBS if job in cluster}, task_type, index)
+    return Task({job: list(cluster[job]) for job in JOBS if job in cluster}, task_type, index)
 
 
 def from_environment(environ=None):
-    """The Spec of ``$TF_CONFIG``, or None when it is unset or empty (one machine)."""
+    """The Task of ``$TF_CONFIG``, or None when it is unset or empty (one machine)."""
     return parse_tf_config((os.environ if environ is None else environ).get('TF_CONFIG', ''))
 
 
@@ -186,7 +186,7 @@ def launch(ps, workers, train_args, grace_secs=30.0):
                 signal.SIGTERM: signal.signal(signal.SIGTERM, terminate)}
     try:
         for job, index in tasks:
-            spec = Spec(cluster, job, index)
+            spec = Task(cluster, job, index)
             env['TF_CONFIG'] = json.dumps(dict(cluster=cluster, task=dict(type=job, index=index)))
             process = subprocess.Popen([sys.executable, '-m', 'resnet_graph.train'] + list(train_args), env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

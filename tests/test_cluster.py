@@ -189,7 +189,7 @@ def test_tf_config_validation(value, message):
 def test_tf_config_roles():
     spec = cluster.parse_tf_config(_tf_config({'worker': ['h:1', 'h:2'], 'ps': ['h:3', 'h:4']}, 'worker', 1))
     assert spec.compute_tasks == [('worker', 0), ('worker', 1)] and spec.replica_index == 1 and not spec.is_chief
-    assert cluster.Spec(spec.cluster, 'worker', 0).is_chief  # without a chief job, worker 0 is the chief
+    assert cluster.Task(spec.cluster, 'worker', 0).is_chief  # without a chief job, worker 0 is the chief
     assert cluster.parse_tf_config('  ') is None and cluster.from_environment({}) is None
 
 
