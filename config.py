@@ -34,7 +34,7 @@ TRAIN = dict(
     trace_step=-1,           # -1: no Chrome trace
     max_to_keep=5,
     seed=0,
-    conv='shape_aware',      # or plain tf.nn.conv2d and its own gradients: slower, see the README's Performance
+    conv='shape_aware',      # the exact CPU-tuned forms of resnet_graph/fastconv, or plain: TensorFlow's Conv2D
     nan_policy='stop',       # stop: end the run at a NaN/Inf loss; skip: skip that update and go on
     dtype='float32',         # compute dtype of convs/dense: float32, bfloat16, float16 (variables stay float32)
     # Data sources (resnet_graph/data/): split, channels, augmentation, bad files, download.
@@ -81,18 +81,15 @@ EVAL_BATCH_SIZE = 128
 # The dtypes --dtype accepts (layers.cast_to computes convolutions and the dense layer in them).
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 
-# Batch norm folded into the convolution before it in inference graphs (layers.conv2d_bn_folded, README
-# Performance): 'frozen' only where the weights become constants (export --format frozen_graph), so it is
+# Batch norm folded into the convolution before it in inference graphs (layers.conv2d_bn_folded,
+# docs/performance.md): 'frozen' only where the weights become constants (export --format frozen_graph), so it is
 # folded once; 'on' also in session graphs (evaluate, predict, SavedModel, benchmark --mode infer), which
 # then rescale the kernels at every run: faster at large images and batches, slower at small ones; 'off'.
 FOLD_BN = 'frozen'
 
 # TensorFlow's pooling (BFC) CPU allocator for the command lines (cli.run sets TF_CPU_ALLOCATOR_USE_BFC unless
 # the environment already has it): 'auto' where the CPU lacks AVX-512, 'on', 'off' (TensorFlow's default, which
-# takes each tensor from malloc: fresh pages for every tensor over 32 MB at every step). README Performance:
-# ResNet-50 224x224 batch 16 training 8.82 -> 8.20 s a step at the same peak memory on the AVX2 CPU; on the two
-# AVX-512 CPUs no faster (Zen 4: 6.40 against 6.33 images/s, ResNet-18 32x32 batch 128 938 against 934) and
-# 85-400 MB more resident memory (its regions are never given back).
+# takes each tensor from malloc). It pays without AVX-512 and costs resident memory with it (docs/performance.md).
 CPU_BFC_ALLOCATOR = 'auto'
 
 # The CPU-tuned convolution forms (resnet_graph/fastconv, --conv shape_aware): a convolution with at most this
@@ -101,11 +98,7 @@ SMALL_MAP_POSITIONS = 4
 
 # Training gradients of stride-1 convolutions as forward convolutions (fastconv.forms._conv_grads_as_forward_convs):
 # 'auto' where the CPU lacks AVX-512 (resnet_graph.fastconv.cpu), 'on', 'off' (TensorFlow's Conv2DBackpropInput /
-# Conv2DBackpropFilter).
-# oneDNN's backward convolutions are the slow ones on the AVX2 CPU of the README's Performance (ResNet-50
-# 32x32 batch 128 2.14 -> 1.37 s a step with this and the taps as slices); on the Zen 5 AVX-512 CPU they are
-# the faster (TensorFlow's own 2-17 % faster a step: 0.835x at ResNet-18 128x128 batch 32, 0.95x at ResNet-50
-# 224x224 batch 16).
+# Conv2DBackpropFilter), which are the faster ones on AVX-512 CPUs (docs/performance.md).
 FORWARD_CONV_GRADIENTS = 'auto'
 
 # Fixed, stratified split of the embedded digits (fractions of each class).

@@ -1,7 +1,7 @@
 """The CPU feature the 'auto' performance settings follow (config.FORWARD_CONV_GRADIENTS, config.CPU_BFC_ALLOCATOR).
 
-Both levers paid on the AVX2 machine of the README's Performance and gained nothing, or lost, on the two
-AVX-512 machines measured since; AVX-512 is the difference between those machines that a program can read.
+Both levers pay on CPUs without AVX-512 and not on those with it (docs/performance.md); AVX-512 is the
+difference a program can read.
 """
 import functools
 

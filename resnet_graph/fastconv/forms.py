@@ -39,17 +39,13 @@ def _conv_grads_as_forward_convs(op, dy):
     space and its channel axes swapped; the kernel gradient is the VALID
     convolution of the padded input taken as [C_in, H + k - 1, W + k - 1, N]
     (the batch as channels) with dy taken as a kernel [H, W, N, C_out]. The
-    same sums as Conv2DBackpropInput and Conv2DBackpropFilter, which on the
-    CPUs measured (README, Performance) are up to 7x and 1.3x slower than a
-    forward Conv2D of the same size, most of all on small feature maps. The
-    padding is the convolution's own (explicit), not a Pad op: 8-22 % faster.
+    same sums as Conv2DBackpropInput and Conv2DBackpropFilter, which are
+    slower than a forward Conv2D of the same size on CPUs without AVX-512.
+    The padding is the convolution's own (explicit), not a Pad op (faster here).
     """
     x, kernel = op.inputs
     half = kernel.shape[0] // 2
-    # The copies of x and of the kernel wait for dy: needing only forward tensors, they would otherwise be
-    # made during the forward pass and held until the backward pass reaches this convolution, a second copy
-    # of every such input at the step's memory peak (ResNet-50 224x224 batch 16: peak tensor memory 2,149
-    # -> 2,079 MB for the copies of x).
+    # The copies wait for dy: else they are made in the forward pass and held to the step's memory peak.
     with tf.control_dependencies([dy]):
         flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
         x_by_channel = tf.transpose(x, [3, 1, 2, 0])
@@ -105,9 +101,8 @@ def _few_rows_matmul_grads(op, dy):
     """The gradients of y = a @ b, a [M, K], b [K, N], for a small M: (da [M, K], db [K, N]).
 
     da is computed transposed, (b @ dy^T)^T: TensorFlow's own form, dy @ b^T,
-    runs 2-8x slower on the CPU of the README's Performance when M is 512 or
-    fewer (at M = 1024 the two tie), and the matrix multiplies of small maps
-    (1x1 maps: M is the batch) are where that happens.
+    is the slower one on CPU when M is small, as for the matrix multiplies of
+    small maps (1x1 maps: M is the batch).
     """
     a, b = op.inputs
     return tf.transpose(tf.matmul(b, dy, transpose_b=True)), tf.matmul(a, dy, transpose_a=True)
