@@ -16,6 +16,8 @@ from conftest import run_cli
 from resnet_graph.training.run_dir import RunDir
 from test_reliability import start_training, wait_for
 
+pytestmark = pytest.mark.slow  # a training process killed at random moments, resumed each time
+
 
 def eval_accuracy_by_step(model_dir):
     """step -> the validation accuracy of the latest evaluation at that step (re-runs after a kill win)."""
