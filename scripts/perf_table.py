@@ -99,12 +99,21 @@ def commit(r):
     return '-' if not c else c[:7] + ('-dirty' if c.endswith('-dirty') else '')
 
 
-def load(r):
-    """The 1-minute load average at the start and end of the run ('-' when the result does not say)."""
+def loads(r):
+    """The 1-minute load averages a result recorded (at its start and end): a list, empty when it has none."""
     value = r.get('load_average')
-    if value is None:
-        return '-'
-    return ' / '.join('%.1f' % v for v in (value if isinstance(value, list) else [value]))
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def load(r):
+    return ' / '.join('%.1f' % v for v in loads(r)) or '-'
+
+
+def machine(r):
+    """The CPU cell of the summary: the CPU, and 'busy' where other work shared the machine: a load above the
+    cores + 1 (the benchmark's own processes keep about as many cores busy as there are)."""
+    busy = any(v > (r.get('cpu_count') or 1) + 1 for v in loads(r))
+    return cpu(r) + (', busy (load %s)' % load(r) if busy else '')
 
 
 def table(header, rows):
@@ -121,10 +130,10 @@ def details(results):
         groups.setdefault((cpu(r), r.get('tensorflow_version') or '?', r.get('keras_version') or '?'), []).append(
             (name, r))
     out = []
-    for (machine, tf_version, keras_version), items in sorted(groups.items()):
+    for (cpu_cell, tf_version, keras_version), items in sorted(groups.items()):
         flags = items[-1][1].get('cpu_flags') or []
         out.append('**%s**, TensorFlow %s, Keras %s; ISA flags: %s' % (
-            machine, tf_version, keras_version, ' '.join(f for f in flags if f.startswith(('avx', 'amx'))) or '-'))
+            cpu_cell, tf_version, keras_version, ' '.join(f for f in flags if f.startswith(('avx', 'amx'))) or '-'))
         out.append('')
         header = ['ResNet', 'mode', 'image', 'batch', 'dtype', 'resnet_graph img/s (% of matmul)',
                   'Keras img/s (setting)', 'ratio', 'first step s (ours / Keras)', 'peak RSS MB (ours / Keras)',
@@ -157,7 +166,7 @@ def summary(results):
     header = ['ResNet', 'mode', 'image', 'batch', 'resnet_graph img/s', 'Keras img/s', 'ratio', 'CPU',
               'reproduce']
     rows = [[str(r['depth']), r['mode'], str(r['image_size']), str(r['batch_size']), rate(r['images_per_sec']),
-             rate(r.get('keras_images_per_sec')), ratio(r), cpu(r), '`%s`' % command(r)]
+             rate(r.get('keras_images_per_sec')), ratio(r), machine(r), '`%s`' % command(r)]
             for r in latest.values()]
     return '\n'.join(table(header, rows))
 

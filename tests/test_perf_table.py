@@ -65,7 +65,8 @@ def test_tables_are_generated_row_for_row_between_the_markers(tmp_path):
         '| ResNet | mode | image | batch | resnet_graph img/s | Keras img/s | ratio | CPU | reproduce |',
         '|---|---|---|---|---|---|---|---|---|',
         # Sorted by configuration: infer before train; only the non-default flags beyond the row's own.
-        '| 50 | infer | 224 | 32 | 6.52 | - | - | AMD EPYC (family 25, model 17), 2 cores | '
+        # A load above the cores + 1 marks the machine busy.
+        '| 50 | infer | 224 | 32 | 6.52 | - | - | AMD EPYC (family 25, model 17), 2 cores, busy (load 3.4) | '
         '`python -m resnet_graph.benchmark --depth 50 --image_size 224 --batch_size 32 --mode infer --steps 4 '
         '--warmup 1 --fold_bn on --dtype bfloat16 --json` |',
         '| 50 | train | 32 | 128 | 289.6 | 174.9 | 1.66x | AMD EPYC (family 25, model 17), 2 cores | '
