@@ -8,10 +8,15 @@ the equivalent Keras model with and without ``jit_compile`` (the faster one
 is the reference); ``--repeats R`` runs that sequence R times and reports
 medians. Prints images/sec (median step after the warm-up), the ratio, the
 time to the first finished step, peak resident memory and the achieved
-FLOP/s against the matrix-multiply rate; ``--json`` prints one object.
+FLOP/s against the matrix-multiply rate; ``--json`` prints one object, which
+also says where it was measured (commit, CPU model and ISA flags, TensorFlow
+and Keras versions, the machine's load): benchmarks/results/ holds such objects.
 """
+import datetime
+import importlib.metadata
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -112,6 +117,64 @@ def measure(spec):
     return report
 
 
+ISA_PREFIXES = ('avx', 'amx', 'fma', 'f16c', 'sse4')  # the CPU flags that decide which kernels oneDNN runs
+
+
+def cpu_description(path='/proc/cpuinfo'):
+    """(model, ISA flags) of the first CPU in ``path``: ('AMD EPYC (family 25, model 17)', ['avx', 'avx2', ...]);
+    (platform.processor() or None, []) where it cannot be read."""
+    fields = {}
+    try:
+        with open(path) as info:
+            for line in info:
+                key, _, value = line.partition(':')
+                if not key.strip():
+                    break  # the end of the first CPU's block
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or None, []
+    model = fields.get('model name') or platform.processor() or None
+    if model and 'cpu family' in fields and 'model' in fields:
+        model = '%s (family %s, model %s)' % (model, fields['cpu family'], fields['model'])
+    flags = sorted(f for f in fields.get('flags', '').split() if f.startswith(ISA_PREFIXES))
+    return model, flags
+
+
+def git_commit():
+    """The checkout's commit (with '-dirty' when tracked files differ from it), or None outside a git checkout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args):
+        return subprocess.run(['git', '-C', root] + list(args), capture_output=True, text=True, timeout=30)
+    try:
+        head = git('rev-parse', 'HEAD')
+        dirty = git('status', '--porcelain', '--untracked-files=no').stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head.stdout.strip() + ('-dirty' if dirty else '')) if head.returncode == 0 else None
+
+
+def package_version(*names):
+    """The installed version of the first distribution of ``names`` found, or None."""
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return None
+
+
+def provenance():
+    """Where and with what a report was measured: commit, CPU model and ISA flags, core count, TensorFlow,
+    Keras and Python versions, UTC time, and the 1-minute load average (a busy machine shows)."""
+    model, isa = cpu_description()
+    return dict(commit=git_commit(), cpu_model=model, cpu_flags=isa, cpu_count=os.cpu_count(),
+                tensorflow_version=package_version('tensorflow', 'tensorflow-cpu', 'tf-nightly'),
+                keras_version=package_version('keras'), python_version=platform.python_version(),
+                measured_at=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+                load_average=os.getloadavg()[0] if hasattr(os, 'getloadavg') else None)
+
+
 def format_report(r):
     lines = ['ResNet-%d %s, %dx%dx%d, batch %d, %s data, %s, median of %d steps after %d warm-up%s:'
              % (r['depth'], r['mode'], r['image_size'], r['image_size'], r['channels'], r['batch_size'], r['data'],
@@ -137,7 +200,10 @@ def main(args):
     spec = {name: FLAGS[name].value for name in ('depth', 'image_size', 'batch_size', 'channels', 'num_classes',
                                                  'mode', 'data', 'dataset', 'data_dir', 'steps', 'warmup',
                                                  'compare', 'xla', 'conv', 'fold_bn', 'dtype', 'repeats')}
-    report = measure(spec)
+    where = provenance()
+    report = dict(measure(spec), **where)
+    if where['load_average'] is not None:
+        report['load_average'] = [where['load_average'], os.getloadavg()[0]]  # at the start and at the end
     print(json.dumps(report, sort_keys=True) if FLAGS.json else format_report(report))
 
 

@@ -144,15 +144,14 @@ def test_a_checkpoint_head_of_another_size_is_a_clear_error(checkpoint, tf_graph
         ResNet(18, input_shape=(32, 32, 3), classes=7, weights=path)
 
 
-def _readme_api_examples():
-    text = open(ROOT + '/README.md').read()
-    section = text.split('## Python API', 1)[1].split('\n## ', 1)[0]
-    return re.findall(r'```python\n(.*?)```', section, re.S)
+def _api_examples():
+    with open(ROOT + '/docs/api.md') as f:
+        return re.findall(r'```python\n(.*?)```', f.read(), re.S)
 
 
 @pytest.mark.parametrize('index', range(3))
-def test_readme_api_examples_run(index, capsys):
-    examples = _readme_api_examples()
+def test_the_api_page_examples_run(index, capsys):
+    examples = _api_examples()
     assert len(examples) == 3
-    exec(compile(examples[index], 'README example %d' % (index + 1), 'exec'), {})
+    exec(compile(examples[index], 'docs/api.md example %d' % (index + 1), 'exec'), {})
     assert capsys.readouterr().out.strip()

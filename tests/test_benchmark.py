@@ -7,6 +7,8 @@ from conftest import error_lines, run_cli
 from resnet_graph.fastconv import cpu
 from resnet_graph.bench.worker import forward_flops
 
+pytestmark = pytest.mark.slow  # benchmark processes, Keras included
+
 FIELDS = ('images_per_sec', 'keras_images_per_sec', 'ratio', 'first_step_s', 'keras_first_step_s', 'peak_rss_mb',
           'keras_peak_rss_mb', 'gflops', 'matmul_gflops')
 

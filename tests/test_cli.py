@@ -13,6 +13,8 @@ from conftest import ROOT, SMALL, TINY, error_lines, run_cli
 from resnet_graph import cli
 from resnet_graph.fastconv import cpu
 
+pytestmark = pytest.mark.slow  # end-to-end training, evaluation, prediction and export runs
+
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):

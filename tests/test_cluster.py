@@ -17,6 +17,8 @@ from conftest import ROOT, error_lines, run_cli
 from resnet_graph import cluster
 from resnet_graph.errors import UsageError
 
+pytestmark = pytest.mark.slow  # local clusters of ps, chief and worker processes
+
 TRAIN = ['--depth', '8', '--image_size', '8', '--batch_size', '8', '--log_every', '5']
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
 

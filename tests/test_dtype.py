@@ -12,6 +12,8 @@ from resnet_graph.serving.inference import RestoredRun
 from resnet_graph.nets.model import ResNet
 from resnet_graph.training.run_dir import RunDir
 
+pytestmark = pytest.mark.slow  # training runs in each compute dtype
+
 v1 = tf.compat.v1
 
 # max |logits - float32 logits| / max |float32 logits| allowed, from the same weights. bfloat16 keeps 8

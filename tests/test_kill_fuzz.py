@@ -1,7 +1,7 @@
 """Kill -9 at random moments, again and again: every kill resumes, and the run ends as an uninterrupted one.
 
 The depth-8 ResNet of test_reliability.FAST: 80 steps, validated every 2, outlast the kills.
-RESNET_GRAPH_KILLS (default 4; 25 were run by hand, see the README) sets the number of kills;
+RESNET_GRAPH_KILLS (default 4) sets the number of kills;
 RESNET_GRAPH_KILL_SEED their timing.
 """
 import glob
@@ -15,6 +15,8 @@ import tensorflow as tf
 from conftest import run_cli
 from resnet_graph.training.run_dir import RunDir
 from test_reliability import start_training, wait_for
+
+pytestmark = pytest.mark.slow  # a training process killed at random moments, resumed each time
 
 
 def eval_accuracy_by_step(model_dir):

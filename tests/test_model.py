@@ -10,6 +10,8 @@ from resnet_graph.fastconv.policy import ConvPolicy
 from resnet_graph.nets import layers
 from resnet_graph.nets.model import ResNet
 
+pytestmark = pytest.mark.slow  # ResNet graphs up to depth 152 built and run
+
 v1 = tf.compat.v1
 
 STANDARD_PARAMS = {18: 11689512, 34: 21797672, 50: 25557032, 101: 44549160, 152: 60192808}

@@ -18,6 +18,8 @@ from resnet_graph.nets.model import ResNet
 from resnet_graph.training.run_dir import RunDir
 from test_trainer import tiny_config
 
+pytestmark = pytest.mark.slow  # training runs killed and resumed, dozens of command lines
+
 # The depth-8 ResNet on 8x8 digits: start-up dominates, so kills land at every phase of the loop.
 FAST = ['--depth', '8', '--image_size', '8', '--batch_size', '16', '--log_every', '1']
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import error_lines, run_cli
 
+pytestmark = pytest.mark.slow  # several-epoch streamed training runs
+
 SIZE = 8
 NUM_TRAIN = 12  # records in train-00000-of-00001
 BAD = {3: 'corrupt', 8: 'truncated'}  # record number -> what is wrong with its image/encoded bytes

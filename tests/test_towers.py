@@ -14,6 +14,8 @@ from resnet_graph.training import optim
 from resnet_graph.training import towers
 from resnet_graph.nets.model import ResNet
 
+pytestmark = pytest.mark.slow  # multi-tower training runs
+
 v1 = tf.compat.v1
 CFG = dict(config.TRAIN, depth=8, image_size=8, channels=1, num_classes=10, num_devices=2)
 
