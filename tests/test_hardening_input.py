@@ -65,3 +65,166 @@ def test_the_users_own_tf_cpp_min_log_level_is_kept():
             'for f in sys.meta_path))')
     out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=60).stdout
     assert out.split() == ['1', 'False']
+
+
+# ---- helpers -------------------------------------------------------------------------------------------------
+
+def write_png(path, pixels):
+    from PIL import Image
+    Image.fromarray(pixels).save(str(path))
+
+
+def huge_png(path, width=23000, height=23000):
+    """A valid small PNG whose IHDR is patched to claim width x height (the cap is read before decoding)."""
+    import io
+    import struct
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(buffer, 'PNG')
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack('>II', width, height)
+    with open(str(path), 'wb') as f:
+        f.write(bytes(data))
+
+
+def folder(root, classes=2, per_class=4, size=8, seed=0):
+    rng = np.random.RandomState(seed)
+    for c in range(classes):
+        os.makedirs(os.path.join(str(root), 'c%d' % c), exist_ok=True)
+        for i in range(per_class):
+            write_png(os.path.join(str(root), 'c%d' % c, '%d.png' % i), rng.randint(0, 256, (size, size, 3)).astype(np.uint8))
+
+
+# ---- item 6: empty splits ------------------------------------------------------------------------------------
+
+def test_an_empty_validation_split_is_one_line_at_start_and_no_best_record(tmp_path):
+    folder(tmp_path / 'data')
+    run = tmp_path / 'run'
+    result = run_cli('train', *SMALL, '--dataset', 'folder', '--data_dir', tmp_path / 'data', '--model_dir', run,
+                     '--max_steps', 2)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        'resnet_graph.train: error: the validation split of --dataset folder is empty (train 8, validation 0, test 0 '
+        'images): give a larger --validation_fraction (0.1 of the largest class, 4 images, rounds to none; 0.25 '
+        'would take one), more images per class, or a val/ and test/ tree (val.csv and test.csv)']
+    assert not os.path.exists(run / 'best.json')
+
+
+def test_the_advised_fraction_gives_a_validation_split(tmp_path):
+    from resnet_graph.data import load_source
+    from resnet_graph.data.source import check_splits
+    folder(tmp_path)
+    source = load_source('folder', str(tmp_path), validation_fraction=0.25, image_size=8)
+    check_splits(source, 0.25)
+    assert [len(source.splits[k]) for k in ('train', 'validation', 'test')] == [4, 2, 2]
+
+
+# ---- item 10: resource bounds --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('flag', ['--batch_size', '--image_size'])
+def test_a_step_that_cannot_fit_fails_fast_with_the_estimate(tmp_path, flag):
+    import time
+    start = time.time()
+    result = run_cli('train', '--depth', '18', flag, 100000, '--model_dir', tmp_path / 'run', '--max_steps', 1)
+    assert result.returncode == 2 and time.time() - start < 30
+    [line] = error_lines(result.stderr)
+    assert re.match(r'resnet_graph\.train: error: a training step of depth 18, .* needs at least [\d.e+]+ GiB '
+                    r'\(activations .*\) and this machine has [\d.e+]+ GiB available; lower --batch_size or '
+                    r'--image_size$', line), line
+    assert not os.path.exists(tmp_path / 'run')
+
+
+def test_the_memory_estimate_counts_parameters_exactly():
+    import config
+    from resnet_graph.errors import UsageError
+    from resnet_graph.training import memory
+    # every conv and dense kernel of the built graph (11,172,032 for depth 18, 23,475,392 for 50, 74,800 for 8 with
+    # 10 classes and 3 channels), x4 bytes x (variable + gradient + Adam's two slots)
+    for depth, kernels in ((18, 11172032), (50, 23475392), (8, 74800)):
+        assert memory.estimate(dict(config.TRAIN, depth=depth, image_size=32), 3, 10)[1] == 4 * kernels * 4, depth
+    cfg = dict(config.TRAIN, depth=18, image_size=32, batch_size=2)
+    activations, weights, inputs = memory.estimate(cfg, channels=3, num_classes=10)
+    assert inputs == 4 * 2 * 32 * 32 * 3 * 3
+    assert memory.check(cfg, available=2 ** 40) == activations + weights + inputs
+    with pytest.raises(UsageError, match='needs at least'):
+        memory.check(cfg, available=1000)
+
+
+def test_a_stray_csv_label_is_named_by_its_row(tmp_path):
+    from resnet_graph.data import load_source
+    from resnet_graph.errors import UsageError
+    folder(tmp_path, per_class=3)
+    (tmp_path / 'train.csv').write_text('c0/0.png,0\nc0/1.png,0\nc1/0.png,200000\nc1/1.png,1\n')
+    with pytest.raises(UsageError) as e:
+        load_source('csv', str(tmp_path))
+    assert str(e.value) == ('%s row 3: label 200000 would make 200001 classes for 3 labels in use; labels are class '
+                            'ids 0..K-1 (or class names): fix that row' % (tmp_path / 'train.csv'))
+
+
+def test_a_stray_tfrecord_label_is_named_by_its_record(tmp_path):
+    import tensorflow as tf
+    from resnet_graph.data import load_source
+    from resnet_graph.errors import UsageError
+    png = tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy()
+    with tf.io.TFRecordWriter(str(tmp_path / 'train-00000-of-00001')) as writer:
+        for label in (1, 2, 200000, 1):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                'image/encoded': tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                'image/class/label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}))
+                .SerializeToString())
+    with pytest.raises(UsageError) as e:
+        load_source('tfrecord', str(tmp_path))
+    assert str(e.value).startswith('%s record 2: label 200000 would make 200001 classes for 3 labels in use'
+                                   % (tmp_path / 'train-00000-of-00001'))
+
+
+def test_an_image_over_the_pixel_cap_is_refused_from_its_header_everywhere(tmp_path):
+    import tensorflow as tf
+    from resnet_graph.data import load_source, pipeline
+    from resnet_graph.errors import UsageError
+    from resnet_graph.predict import read_image
+    folder(tmp_path / 'data', per_class=3)
+    huge_png(tmp_path / 'data' / 'c0' / '9.png')
+    # training sources, by id: strict -> one line naming the file; else skipped like a corrupt image
+    with pytest.raises(UsageError, match=r'9\.png: an image of 23000 x 23000 pixels, over --max_image_pixels '
+                       r'40000000; raise --max_image_pixels to read it, or remove it'):
+        load_source('folder', str(tmp_path / 'data'), image_size=8, strict=True)
+    # predict
+    preprocessor = pipeline.Preprocessor(8, [0.5], [0.5], 1)
+    with pytest.raises(ValueError, match='an image of 23000 x 23000 pixels, over --max_image_pixels 40000000'):
+        read_image(str(tmp_path / 'data' / 'c0' / '9.png'), preprocessor)
+    # the graph check (the serving graph and the training stream): before decoding
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        data = tf.compat.v1.placeholder(tf.string, [])
+        decoded = pipeline.decode(data, 1, max_pixels=1000)
+        small = open(str(tmp_path / 'data' / 'c0' / '0.png'), 'rb').read()
+        assert session.run(decoded, {data: small}).shape == (8, 8, 1)
+        for path in (tmp_path / 'data' / 'c0' / '9.png',):
+            with pytest.raises(tf.errors.InvalidArgumentError, match='over --max_image_pixels 1000'):
+                session.run(decoded, {data: open(str(path), 'rb').read()})
+        with pytest.raises(tf.errors.InvalidArgumentError, match='over --max_image_pixels 10'):
+            session.run(pipeline.decode(data, 1, max_pixels=10), {data: small})
+
+
+def test_the_exported_serving_graph_applies_the_pixel_cap():
+    import inspect
+    from resnet_graph import export
+    assert 'decode(data, channels, max_pixels)' in inspect.getsource(export.build)
+
+
+def test_a_file_is_read_up_to_its_cap(tmp_path):
+    from resnet_graph.data import images
+    path = tmp_path / 'big.png'
+    path.write_bytes(b'\x89PNG' + b'\0' * (images.max_file_bytes(10) + 10))
+    with pytest.raises(ValueError, match='the file is over %d bytes' % images.max_file_bytes(10)):
+        images.read_capped(str(path), images.max_file_bytes(10))
+
+
+@pytest.mark.parametrize('fmt', ['png', 'jpeg', 'gif', 'bmp'])
+def test_header_sizes_match_the_decoder(tmp_path, fmt):
+    import io
+    from PIL import Image
+    from resnet_graph.data import images
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((13, 21, 3), np.uint8)).save(buffer, fmt.upper())
+    assert images.header_size(buffer.getvalue()) == (21, 13)

@@ -13,7 +13,8 @@ SLOTS = {'adam': 2, 'adamw': 2, 'momentum': 1}
 
 
 def _stages(spec, image_size):
-    """[(side, [conv output widths of one block], blocks, block input width)] of each stage, and the stem side."""
+    """The stem's output side, and [(side, [conv output widths of one block], blocks, input width, strided)] of each
+    stage."""
     side = image_size if spec.architecture == 'cifar' else -(-image_size // 2)
     stem_side, stages, width_in = side, [], spec.stem_width
     if spec.architecture != 'cifar':
@@ -22,7 +23,7 @@ def _stages(spec, image_size):
         if i:
             side = -(-side // 2)
         convs = [inner, out] if spec.block_kind == 'basic' else [inner, inner, out]
-        stages.append((side, convs, blocks, width_in))
+        stages.append((side, convs, blocks, width_in, i > 0))
         width_in = out
     return stem_side, stages
 
@@ -39,8 +40,10 @@ def estimate(cfg, channels=3, num_classes=10):
     stem_kernel = 3 if spec.architecture == 'cifar' else 7
     elements = spec.stem_width * stem_side ** 2
     params = stem_kernel ** 2 * channels * spec.stem_width
-    for side, convs, blocks, width_in in stages:
+    for side, convs, blocks, width_in, strided in stages:
         elements += blocks * sum(convs) * side ** 2
+        if spec.shortcut == 'B' and (width_in != convs[-1] or strided):
+            params += width_in * convs[-1]  # the first block's 1x1 projection
         for b in range(blocks):
             previous = width_in if b == 0 else convs[-1]
             kernels = [3, 3] if spec.block_kind == 'basic' else [1, 3, 1]
