@@ -60,11 +60,12 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 
 
 def quiet_tensorflow():
-    """Quiets TensorFlow's C++ logging before it loads, unless the user set TF_CPP_MIN_LOG_LEVEL."""
-    if LOG_VARIABLE in os.environ or 'tensorflow' in sys.modules:
+    """Quiets TensorFlow's C++ logging before it loads: TF_CPP_MIN_LOG_LEVEL=3 unless the user set it, and its
+    import-time notices (written before that level applies) silenced unless the user asked for INFO (level 0)."""
+    if 'tensorflow' in sys.modules:
         return
-    os.environ[LOG_VARIABLE] = '3'
-    if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+    level = os.environ.setdefault(LOG_VARIABLE, '3').strip()
+    if level in ('1', '2', '3') and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 

@@ -58,13 +58,14 @@ def test_importing_the_package_sets_no_environment():
     assert out.strip() == 'None'
 
 
-def test_the_users_own_tf_cpp_min_log_level_is_kept():
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='1')
+def test_the_users_own_tf_cpp_min_log_level_is_kept_and_0_shows_the_notices():
     code = ('import os, sys; from resnet_graph import cli; cli.quiet_tensorflow(); '
             'print(os.environ["TF_CPP_MIN_LOG_LEVEL"], any(type(f).__name__ == "_QuietTensorFlowImport" '
             'for f in sys.meta_path))')
-    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=60).stdout
-    assert out.split() == ['1', 'False']
+    for level, silenced in (('1', 'True'), ('0', 'False')):
+        env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL=level)
+        out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=60).stdout
+        assert out.split() == [level, silenced]
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
@@ -228,3 +229,89 @@ def test_header_sizes_match_the_decoder(tmp_path, fmt):
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((13, 21, 3), np.uint8)).save(buffer, fmt.upper())
     assert images.header_size(buffer.getvalue()) == (21, 13)
+
+
+# ---- item 11: images that need converting; .npy files ----------------------------------------------------------
+
+def gif_and_cmyk(tmp_path, rgb):
+    """Writes rgb (uint8 [h, w, 3]) as a GIF, an animated GIF (second frame inverted) and a CMYK JPEG."""
+    from PIL import Image
+    image = Image.fromarray(rgb)
+    paths = {k: str(tmp_path / name) for k, name in (('gif', 'one.gif'), ('anim', 'anim.gif'), ('cmyk', 'cmyk.jpg'))}
+    image.save(paths['gif'])
+    image.save(paths['anim'], save_all=True, append_images=[Image.fromarray(255 - rgb)])
+    image.convert('CMYK').save(paths['cmyk'], quality=95)
+    return paths
+
+
+@pytest.mark.parametrize('channels', [1, 4])
+def test_gif_and_cmyk_jpeg_decode_then_convert(tmp_path, channels):
+    import tensorflow as tf
+    from resnet_graph.data import pipeline
+    rgb = (np.random.RandomState(1).rand(6, 9, 3) * 255).astype(np.uint8)
+    paths = gif_and_cmyk(tmp_path, rgb)
+    preprocessor = pipeline.Preprocessor(8, [0.5] * channels, [0.5] * channels, channels)
+    for name, path in paths.items():
+        data = open(path, 'rb').read()
+        image = preprocessor.decode(data)
+        # the oracle: TensorFlow's own RGB decode (the first frame), then tf.image's gray weights or alpha 1
+        expected = tf.io.decode_image(data, channels=3, expand_animations=False).numpy().astype(np.float32) / 255
+        if channels == 1:
+            expected = expected @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+            expected = expected[..., None]
+        else:
+            expected = np.concatenate([expected, np.ones_like(expected[..., :1])], -1)
+        assert image.shape == (6, 9, channels), name
+        np.testing.assert_allclose(image, expected, atol=1e-6, err_msg=name)
+
+
+def test_formats_that_decoded_before_decode_as_before(tmp_path):
+    import tensorflow as tf
+    from resnet_graph.data import pipeline
+    rgb = (np.random.RandomState(2).rand(5, 7, 3) * 255).astype(np.uint8)
+    for name, data in (('png', tf.io.encode_png(rgb).numpy()), ('jpeg', tf.io.encode_jpeg(rgb).numpy())):
+        for channels in (1, 3, 4):
+            if name == 'jpeg' and channels == 4:
+                continue
+            old = tf.image.convert_image_dtype(tf.io.decode_image(data, channels=channels), tf.float32).numpy()
+            np.testing.assert_array_equal(pipeline.Preprocessor(8, [0] * channels, [1] * channels, channels)
+                                          .decode(data), old)
+
+
+@pytest.fixture(scope='module')
+def digits_run(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp('run') / 'r8'
+    result = run_cli('train', *SMALL, '--model_dir', model_dir, '--max_steps', 2)
+    assert result.returncode == 0, result.stderr
+    return model_dir
+
+
+def test_predict_answers_gif_and_cmyk_on_a_gray_run_and_names_each_bad_npy(digits_run, tmp_path):
+    rgb = (np.random.RandomState(3).rand(12, 12, 3) * 255).astype(np.uint8)
+    good = gif_and_cmyk(tmp_path, rgb)
+    bad = {'nan.npy': np.full((4, 4), np.nan, np.float32), 'inf.npy': np.full((4, 4), np.inf),
+           'huge.npy': np.full((4, 4), 1e30), 'complex.npy': np.ones((4, 4), np.complex64),
+           'empty.npy': np.zeros((0, 0), np.float32),
+           'structured.npy': np.zeros((4, 4), [('a', np.float32), ('b', np.float32)])}
+    for name, array in bad.items():
+        np.save(str(tmp_path / name), array)
+    np.savez(str(tmp_path / 'zipped.npz'), np.zeros((4, 4)))
+    os.rename(str(tmp_path / 'zipped.npz'), str(tmp_path / 'zipped.npy'))
+    bad['zipped.npy'] = None
+    files = list(good.values()) + [str(tmp_path / name) for name in sorted(bad)]
+    result = run_cli('predict', '--model_dir', digits_run, *files)
+    assert result.returncode == 2
+    answered = [line.split(': ')[0] for line in result.stdout.splitlines()]
+    assert answered == list(good.values())
+    lines = error_lines(result.stderr)
+    assert len(lines) == len(bad) == len(result.stderr.splitlines())
+    reasons = {line.split(': error: ')[1].split(': ')[0]: line.split(': ', 3)[3] for line in lines}
+    assert reasons == {str(tmp_path / k): v for k, v in {
+        'complex.npy': 'an array of dtype complex64; expected uint8 or integers 0..255, or floats in [0, 1]',
+        'empty.npy': 'an empty array of shape (0, 0, 1): an image needs at least one pixel',
+        'huge.npy': 'values from 1e+30 to 1e+30; expected floats in [0, 1]',
+        'inf.npy': '16 NaN or infinite values; expected floats in [0, 1]',
+        'nan.npy': '16 NaN or infinite values; expected floats in [0, 1]',
+        'structured.npy': "an array of dtype [('a', '<f4'), ('b', '<f4')]; expected uint8 or integers 0..255, or "
+                          "floats in [0, 1]",
+        'zipped.npy': 'a .npz archive (zip), not one .npy array; save one array with numpy.save'}.items()}
