@@ -315,3 +315,59 @@ def test_predict_answers_gif_and_cmyk_on_a_gray_run_and_names_each_bad_npy(digit
         'structured.npy': "an array of dtype [('a', '<f4'), ('b', '<f4')]; expected uint8 or integers 0..255, or "
                           "floats in [0, 1]",
         'zipped.npy': 'a .npz archive (zip), not one .npy array; save one array with numpy.save'}.items()}
+
+
+# ---- item 12: manifests, flag files, --model_dir '' ----------------------------------------------------------
+
+def test_manifest_paths_must_resolve_inside_its_directory_or_an_allowed_root(tmp_path):
+    from resnet_graph.data import load_source
+    from resnet_graph.errors import UsageError
+    data, outside = tmp_path / 'data', tmp_path / 'private'
+    folder(data, per_class=3)
+    folder(outside, per_class=1, seed=1)
+    os.symlink(str(outside / 'c0' / '0.png'), str(data / 'c0' / 'link.png'))
+    rows = 'c0/0.png,0\nc0/1.png,0\nc1/0.png,1\nc1/1.png,1\n'
+    for row, shown in (('../private/c0/0.png', '../private/c0/0.png'),
+                       (str(outside / 'c0' / '0.png'), str(outside / 'c0' / '0.png')),
+                       ('c0/link.png', 'c0/link.png'),
+                       ('../../../../../../../../etc/passwd', '../../../../../../../../etc/passwd')):
+        (data / 'train.csv').write_text(rows + '%s,1\n' % row)
+        with pytest.raises(UsageError) as e:
+            load_source('csv', str(data))
+        real = os.path.realpath(os.path.join(str(data), row))
+        assert str(e.value) == ("%s row 5: %s resolves to %s, outside the manifest's directory %s; move the image "
+                                "there or allow its directory with --data_roots"
+                                % (data / 'train.csv', shown, real, os.path.realpath(str(data)))), row
+    (data / 'train.csv').write_text(rows + 'c0/link.png,1\n../private/c1/0.png,0\n')
+    source = load_source('csv', str(data), data_roots=[str(outside)], validation_fraction=0.34)
+    assert len(source.paths) == 6
+
+
+def test_a_non_utf8_manifest_is_one_line(tmp_path):
+    folder(tmp_path / 'data', per_class=3)
+    (tmp_path / 'data' / 'train.csv').write_bytes(b'c0/0.png,0\nc0/1.png,\xff\xfe\x00\x81\n')
+    result = run_cli('train', *SMALL, '--dataset', 'csv', '--data_dir', tmp_path / 'data', '--model_dir',
+                     tmp_path / 'run', '--max_steps', 1)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        'resnet_graph.train: error: %s is not UTF-8 text (byte 20: invalid start byte); save the manifest as UTF-8 '
+        'CSV of path,label rows' % (tmp_path / 'data' / 'train.csv')]
+
+
+@pytest.mark.parametrize('command', ['train', 'evaluate'])
+def test_a_binary_flagfile_is_one_line(tmp_path, command):
+    flagfile = tmp_path / 'flags.bin'
+    flagfile.write_bytes(b'\x89PNG\r\n\x1a\n\xff\xfe\x00\x00binary')
+    result = run_cli(command, '--flagfile', flagfile, timeout=60)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        'resnet_graph.%s: error: a --flagfile is not UTF-8 text (byte 0: invalid start byte); give a text file of '
+        '--flag=value lines' % command] and len(result.stderr.splitlines()) == 1
+
+
+def test_an_empty_model_dir_is_refused(tmp_path):
+    result = run_cli('train', *SMALL, '--model_dir', '', '--max_steps', 1, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == ["resnet_graph.train: error: --model_dir '' names no directory; give a run "
+                                          "directory, or leave the flag out for runs/resnet<depth>"]
+    assert not os.path.exists(tmp_path / 'runs')
