@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 
+import config
 from resnet_graph import cli
 from resnet_graph.nets import variants
 from resnet_graph import flags as run_flags
@@ -137,6 +138,10 @@ def main(args):
     spec = {name: FLAGS[name].value for name in ('depth', 'image_size', 'batch_size', 'channels', 'num_classes',
                                                  'mode', 'data', 'dataset', 'data_dir', 'steps', 'warmup',
                                                  'compare', 'xla', 'conv', 'fold_bn', 'dtype', 'repeats')}
+    if spec['mode'] == 'train':  # before any worker builds a graph: a step that cannot fit
+        from resnet_graph.training import memory
+        memory.check(dict(config.TRAIN, depth=spec['depth'], image_size=spec['image_size'],
+                          batch_size=spec['batch_size']), spec['channels'], spec['num_classes'])
     report = measure(spec)
     print(json.dumps(report, sort_keys=True) if FLAGS.json else format_report(report))
 

@@ -135,6 +135,13 @@ def test_a_step_that_cannot_fit_fails_fast_with_the_estimate(tmp_path, flag):
     assert not os.path.exists(tmp_path / 'run')
 
 
+def test_a_benchmark_step_that_cannot_fit_fails_fast():
+    result = run_cli('benchmark', '--depth', '18', '--batch_size', 100000, timeout=60)
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert line.startswith('resnet_graph.benchmark: error: a training step of depth 18, --batch_size 100000'), line
+
+
 def test_the_memory_estimate_counts_parameters_exactly():
     import config
     from resnet_graph.errors import UsageError
@@ -371,3 +378,20 @@ def test_an_empty_model_dir_is_refused(tmp_path):
     assert error_lines(result.stderr) == ["resnet_graph.train: error: --model_dir '' names no directory; give a run "
                                           "directory, or leave the flag out for runs/resnet<depth>"]
     assert not os.path.exists(tmp_path / 'runs')
+
+
+def test_evaluate_on_an_empty_split_is_one_line(tmp_path):
+    # train/ and val/ trees: validation is the tree, test is carved from train by the fraction (none of 4)
+    folder(tmp_path / 'data' / 'train')
+    folder(tmp_path / 'data' / 'val', per_class=2, seed=5)
+    run = tmp_path / 'run'
+    result = run_cli('train', *SMALL, '--dataset', 'folder', '--data_dir', tmp_path / 'data', '--model_dir', run,
+                     '--max_steps', 1, '--channels', 1)
+    assert result.returncode == 0, result.stderr
+    assert run_cli('evaluate', '--model_dir', run, '--split', 'validation').returncode == 0
+    result = run_cli('evaluate', '--model_dir', run)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        'resnet_graph.evaluate: error: the test split of --dataset folder is empty (train 8, validation 4, test 0 '
+        'images): give a larger --validation_fraction (0.1 of the largest class, 4 images, rounds to none; 0.25 '
+        'would take one), more images per class, or a val/ and test/ tree (val.csv and test.csv)']
