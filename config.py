@@ -44,6 +44,8 @@ TRAIN = dict(
     augment='none',           # none, cifar (pad-4 crop + flip), imagenet (random-resized crop + flip)
     strict_data=False,        # a corrupt image is an error instead of being skipped
     download=False,           # fetch mnist / fashion_mnist / cifar10 / cifar100 when missing
+    max_image_pixels=40000000,  # an image file whose header says more is refused before decoding
+    data_roots=[],            # directories a CSV manifest's paths may point into besides the manifest's own
     # Training recipe (resnet_graph/optim.py): optimizer, schedule, regularisers.
     optimizer='adam',         # adam (legacy), momentum, adamw
     momentum=0.9,             # of --optimizer momentum

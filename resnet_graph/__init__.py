@@ -3,11 +3,6 @@
     from resnet_graph import ResNet
     model = ResNet(50, num_classes=10, height=32, width=32, channels=1)
 """
-import os
-
-# TensorFlow's C++ start-up notices would bury our one-line errors.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-
 __all__ = ['ResNet']
 
 

@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 
+import config
 from resnet_graph import cli
 from resnet_graph.nets import variants
 from resnet_graph import flags as run_flags
@@ -200,6 +201,10 @@ def main(args):
     spec = {name: FLAGS[name].value for name in ('depth', 'image_size', 'batch_size', 'channels', 'num_classes',
                                                  'mode', 'data', 'dataset', 'data_dir', 'steps', 'warmup',
                                                  'compare', 'xla', 'conv', 'fold_bn', 'dtype', 'repeats')}
+    if spec['mode'] == 'train':  # before any worker builds a graph: a step that cannot fit
+        from resnet_graph.training import memory
+        memory.check(dict(config.TRAIN, depth=spec['depth'], image_size=spec['image_size'],
+                          batch_size=spec['batch_size']), spec['channels'], spec['num_classes'])
     where = provenance()
     report = dict(measure(spec), **where)
     if where['load_average'] is not None:

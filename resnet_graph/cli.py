@@ -3,6 +3,9 @@
 Bad input -> one line on stderr and exit code 2, never a traceback;
 Ctrl-C -> exit code 130.
 """
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 
@@ -18,6 +21,109 @@ ALLOCATOR_VARIABLE = 'TF_CPU_ALLOCATOR_USE_BFC'
 USER_ALLOCATOR = os.environ.get(ALLOCATOR_VARIABLE)  # the user's own choice, None when there is none
 
 
+HELP_ARGUMENTS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+LOG_VARIABLE = 'TF_CPP_MIN_LOG_LEVEL'
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Points file descriptor 2 at /dev/null for the block (C++ writes that Python cannot filter)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'w') as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Imports ``tensorflow`` with stderr silenced: its C++ start-up notices (oneDNN, CUDA drivers, CPU
+    features, absl's InitializeLog) are written before TF_CPP_MIN_LOG_LEVEL applies."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != 'tensorflow':
+            return None
+        sys.meta_path.remove(self)  # once; and find_spec below must not find us again
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, 'exec_module'):
+            return spec
+        loader_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            with _stderr_silenced():
+                loader_exec(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def quiet_tensorflow():
+    """Quiets TensorFlow's C++ logging before it loads: TF_CPP_MIN_LOG_LEVEL=3 unless the user set it, and its
+    import-time notices (written before that level applies) silenced unless the user asked for INFO (level 0)."""
+    if 'tensorflow' in sys.modules:
+        return
+    level = os.environ.setdefault(LOG_VARIABLE, '3').strip()
+    if level in ('1', '2', '3') and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+def asks_for_help(argv):
+    """The help argument among argv's flags (before a ``--``), or None."""
+    for arg in argv[1:]:
+        if arg == '--':
+            return None
+        if arg.split('=', 1)[0] in HELP_ARGUMENTS:
+            return arg.split('=', 1)[0]
+    return None
+
+
+def usage(prog, full=False):
+    """The usage text: the command's docstring, then every flag with its default and meaning.
+
+    full adds absl's own flags (--flagfile, --logtostderr, ...).
+    """
+    main_module = sys.modules.get('__main__')
+    doc = (getattr(main_module, '__doc__', None) or '').strip() or 'python -m %s [flags]' % prog
+    parts = [doc, '', 'flags:']
+    for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
+        if not full and module.split('.')[0] == 'absl':
+            continue
+        for flag in sorted(module_flags, key=lambda f: f.name):
+            parts.append(_describe_flag(flag))
+    if full:
+        parts.append('  --flagfile: Read more flags from this file, one --flag=value a line. (default: none)')
+    else:
+        parts += ['', '--helpfull also lists absl\'s own flags (--flagfile reads flags from a file).']
+    return '\n'.join(parts)
+
+
+def _describe_flag(flag):
+    """'  --name: help (default: value)', one flag."""
+    default = flag.default_as_str if flag.default_as_str is not None else 'none'
+    text = '  --%s%s: %s' % ('[no]' if flag.boolean else '', flag.name, ' '.join((flag.help or '').split()))
+    return '%s (default: %s)' % (text, default)
+
+
+def parse_flags(prog, argv):
+    """FLAGS(argv) -> the positional arguments; --help and its kin print usage and exit 0; a flag error, or a
+    --flagfile that cannot be read as text, is one line and exit 2."""
+    asked = asks_for_help(argv)
+    if asked:
+        print(usage(prog, full=asked == '--helpfull'))
+        sys.exit(0)
+    try:
+        return FLAGS(argv)[1:]
+    except flags.Error as e:
+        fail(prog, e)
+    except UnicodeDecodeError as e:
+        fail(prog, 'a --flagfile is not UTF-8 text (byte %d: %s); give a text file of --flag=value lines'
+             % (e.start, e.reason))
+    except OSError as e:
+        fail(prog, 'cannot read a --flagfile: %s' % (e.strerror or e))
+
+
 def fail(prog, message):
     print('%s: error: %s' % (prog, ' '.join(str(message).split())), file=sys.stderr)
     sys.exit(2)
@@ -26,13 +132,15 @@ def fail(prog, message):
 def run(prog, main, argv=None):
     """Parses the flags already defined, then calls ``main(args)`` (args: the positional arguments).
 
-    Exits with main's return value (0 when None), 2 on a ``UsageError``, a
+    Quiets TensorFlow's C++ logging before it loads (unless TF_CPP_MIN_LOG_LEVEL
+    is set); --help, -h, --helpfull print the usage and exit 0. Exits with main's return value (0 when None), 2 on a ``UsageError``, a
     flag error or a CPU setting of config.py that is not 'auto', 'on', 'off'
     (or a bool), 130 on Ctrl-C. Selects TensorFlow's BFC CPU allocator first
     where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC
     is set.
     """
     argv = sys.argv if argv is None else argv
+    quiet_tensorflow()
     try:
         bfc = cpu.enabled('CPU_BFC_ALLOCATOR')
         cpu.enabled('FORWARD_CONV_GRADIENTS')  # a bad value fails here, before anything runs
@@ -40,10 +148,7 @@ def run(prog, main, argv=None):
         fail(prog, e)
     if bfc:
         os.environ.setdefault(ALLOCATOR_VARIABLE, 'true')
-    try:
-        args = FLAGS(argv)[1:]
-    except flags.Error as e:
-        fail(prog, e)
+    args = parse_flags(prog, argv)
     try:
         code = main(args)
     except UsageError as e:

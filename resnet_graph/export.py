@@ -6,7 +6,8 @@ exactly as in training (the run's image size, mean and std).
 saved_model: a TF1 SavedModel (tag ``serve``) with two signatures, each
 returning ``classes`` (int64 [N]) and ``probabilities`` (float32 [N, K]):
 ``serving_default`` takes ``image_bytes`` (string [N], encoded PNG, JPEG,
-BMP or GIF, decoded to the run's channel count), ``predict_images`` takes
+BMP or GIF, decoded to the run's channel count; an image whose header says
+more than --max_image_pixels pixels is refused before decoding), ``predict_images`` takes
 ``images`` (float32 [N, h, w, C], values in [0, 1]).
 
 frozen_graph: one GraphDef .pb, the variables folded into constants, with
@@ -25,13 +26,14 @@ from resnet_graph.training.run_dir import RunDir
 FLAGS = run_flags.FLAGS
 
 
-def build(cfg, with_bytes=True, fold_bn=False):
+def build(cfg, with_bytes=True, fold_bn=False, max_pixels=None):
     """Builds the serving graph of a run's configuration into the default graph.
 
     Returns dict signature name -> (inputs, outputs), dicts of tensors:
     'predict_images': images float32 [N, h, w, C] -> classes int64 [N], probabilities float32 [N, K];
     with_bytes adds 'serving_default': image_bytes string [N] -> the same outputs (a second
     tower on the same variables). fold_bn: fold batch norm into the convolutions (``ResNet``'s option).
+    max_pixels: the serving graph refuses an image whose header says more pixels, before decoding it.
     """
     import tensorflow as tf
     from resnet_graph.data.pipeline import decode, preprocess
@@ -50,7 +52,7 @@ def build(cfg, with_bytes=True, fold_bn=False):
         with tf.name_scope('from_bytes'):
             image_bytes = tf.compat.v1.placeholder(tf.string, [None], name='image_bytes')
             # Each image has its own size until it is resized, so one at a time.
-            normalised = tf.map_fn(lambda data: preprocess(decode(data, channels)[None], size, mean, std)[0],
+            normalised = tf.map_fn(lambda data: preprocess(decode(data, channels, max_pixels)[None], size, mean, std)[0],
                                    image_bytes, fn_output_signature=tf.TensorSpec([size, size, channels]))
             signatures['serving_default'] = ({'image_bytes': image_bytes}, classify(normalised, True))
     return signatures
@@ -86,7 +88,7 @@ def write_frozen_graph(session, signatures, out):
     os.replace(tmp, out)
 
 
-def export(model_dir, checkpoint, fmt, out):
+def export(model_dir, checkpoint, fmt, out, max_pixels=None):
     """Exports a run's checkpoint ('best', 'latest' or a path) as ``fmt`` to ``out``.
 
     Returns dict: checkpoint (path), signatures {name: {inputs, outputs: {key: [node name, dtype, shape]}}}.
@@ -97,7 +99,8 @@ def export(model_dir, checkpoint, fmt, out):
     cfg, path = run.require_config(), find_checkpoint(run, checkpoint)
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
-        signatures = build(cfg, with_bytes=fmt == 'saved_model', fold_bn=fold_bn_default(frozen=fmt == 'frozen_graph'))
+        signatures = build(cfg, with_bytes=fmt == 'saved_model', fold_bn=fold_bn_default(frozen=fmt == 'frozen_graph'),
+                           max_pixels=max_pixels)
         restore(session, path)
         (write_saved_model if fmt == 'saved_model' else write_frozen_graph)(session, signatures, out)
     return dict(checkpoint=path, signatures={name: dict(inputs=describe(i), outputs=describe(o))
@@ -121,7 +124,7 @@ def main(args):
         require(not os.path.isdir(FLAGS.out), '--out %s is a directory; give the .pb file to write' % FLAGS.out)
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
     try:
-        result = export(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.format, FLAGS.out)
+        result = export(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.format, FLAGS.out, FLAGS.max_image_pixels)
     except OSError as e:
         raise UsageError('cannot write --out %s: %s' % (FLAGS.out, e.strerror or e))
     if FLAGS.json:

@@ -122,6 +122,16 @@ def define_data():
     flags.DEFINE_boolean('strict_data', T['strict_data'], 'A corrupt image is an error (default: skipped, counted).')
     flags.DEFINE_boolean('download', T['download'], 'Download mnist, fashion_mnist, cifar10 or cifar100 into '
                          '--data_dir (default: the cache directory) when missing.')
+    define_max_image_pixels()
+    flags.DEFINE_list('data_roots', T['data_roots'], 'Comma-separated directories a CSV manifest\'s image paths '
+                      'may resolve into besides the manifest\'s own directory (default: none).')
+
+
+def define_max_image_pixels():
+    """--max_image_pixels of train, predict and export: the pixel cap read from each image's header."""
+    flags.DEFINE_integer('max_image_pixels', T['max_image_pixels'], 'An image whose header says more pixels than '
+                         'this is refused before decoding (a small file can hold a huge image); files are read up to '
+                         '4 bytes a pixel of it.', lower_bound=1)
 
 
 class _FloatListParser(flags.ListParser):
@@ -178,11 +188,13 @@ def define_evaluate():
 
 def define_predict():
     define_restore()
+    define_max_image_pixels()
     flags.DEFINE_integer('top_k', 3, 'Classes listed per file.')
 
 
 def define_export():
     define_restore()
+    define_max_image_pixels()
     flags.DEFINE_enum('format', None, ['saved_model', 'frozen_graph'], 'saved_model: a SavedModel directory; '
                       'frozen_graph: one GraphDef .pb with the variables folded into constants.')
     flags.DEFINE_string('out', None, 'Where to write it (a SavedModel directory must not exist yet).')

@@ -1,7 +1,9 @@
 """python -m resnet_graph.predict --model_dir DIR FILE...: each file's own top-k classes.
 
 PNG, JPEG, BMP and GIF files are decoded to the run's channel count; .npy
-files hold one image [h, w] or [h, w, c], uint8 (0..255) or float in [0, 1].
+files hold one image [h, w] or [h, w, c], integers 0..255 or floats in [0, 1]
+(NaN, Inf, out-of-range values, empty arrays, other dtypes refused). An image
+whose header says more than --max_image_pixels pixels is refused before decoding.
 Every image is resized and normalised exactly as in training. A file that
 cannot be read gets its own error line; the others are still answered, and
 the exit code is then 2.
@@ -19,41 +21,89 @@ from resnet_graph.training.run_dir import RunDir
 FLAGS = run_flags.FLAGS
 
 
-def read_image(path, preprocessor):
-    """A file -> float32 [h, w, channels] in [0, 1]. Raises ValueError saying why it is not an image."""
-    import tensorflow as tf
-    channels = preprocessor.channels
-    if path.lower().endswith('.npy'):
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ValueError('not a readable .npy array (%s)' % e)
-        if array.ndim == 2:
-            array = array[..., None]
-        if array.ndim != 3 or array.shape[-1] != channels:
-            raise ValueError('array of shape %s; expected [h, w] or [h, w, %d]' % (array.shape, channels))
-        if np.issubdtype(array.dtype, np.integer):
-            return array.astype(np.float32) / 255.0
-        return array.astype(np.float32)
+def read_npy(path, channels, max_pixels):
+    """A .npy file -> float32 [h, w, channels] in [0, 1]; ValueError saying what is wrong with it.
+
+    Header first (shape, dtype, the pixel cap), then the values: integers in
+    0..255, floats in [0, 1] (NaN, Inf and out-of-range values refused).
+    """
     try:
         with open(path, 'rb') as f:
-            data = f.read()
+            magic = f.read(6)
+            if magic[:4] == b'PK\x03\x04':
+                raise ValueError('a .npz archive (zip), not one .npy array; save one array with numpy.save')
+            if magic != b'\x93NUMPY':
+                raise ValueError('not a .npy array (no NUMPY header)')
+        header = np.load(path, mmap_mode='r', allow_pickle=False)  # the header only: nothing read yet
+        shape, dtype = header.shape, header.dtype
+        del header
     except OSError as e:
         raise ValueError('cannot read it (%s)' % (e.strerror or e))
+    except ValueError as e:
+        if 'not a .npy' in str(e) or '.npz' in str(e):
+            raise
+        raise ValueError('not a readable .npy array (%s)' % e)
+    if dtype.names is not None or dtype.kind not in 'uif':
+        raise ValueError('an array of dtype %s; expected uint8 or integers 0..255, or floats in [0, 1]' % dtype)
+    if len(shape) == 2:
+        shape = shape + (1,)
+    if len(shape) != 3 or shape[-1] != channels:
+        raise ValueError('array of shape %s; expected [h, w] or [h, w, %d]' % (shape, channels))
+    if not shape[0] or not shape[1]:
+        raise ValueError('an empty array of shape %s: an image needs at least one pixel' % (shape,))
+    if shape[0] * shape[1] > max_pixels:
+        raise ValueError('an image of %d x %d pixels, over --max_image_pixels %d; raise --max_image_pixels to '
+                         'read it' % (shape[1], shape[0], max_pixels))
+    try:
+        array = np.load(path, allow_pickle=False).reshape(shape)
+    except (OSError, ValueError) as e:
+        raise ValueError('not a readable .npy array (%s)' % e)
+    return _checked_values(array)
+
+
+def _checked_values(array):
+    """Integers 0..255 or floats in [0, 1] -> float32 in [0, 1]; ValueError naming the values out of range."""
+    integer = np.issubdtype(array.dtype, np.integer)
+    values = array.astype(np.float64)
+    if not integer and not np.isfinite(values).all():
+        raise ValueError('%d NaN or infinite values; expected floats in [0, 1]' % np.sum(~np.isfinite(values)))
+    low, high = (0, 255) if integer else (0.0, 1.0)
+    if values.min() < low or values.max() > high:
+        raise ValueError('values from %g to %g; expected %s' % (values.min(), values.max(), 'integers 0..255'
+                                                                if integer else 'floats in [0, 1]'))
+    return (values / 255.0 if integer else values).astype(np.float32)
+
+
+def read_image(path, preprocessor, max_pixels=None):
+    """A file -> float32 [h, w, channels] in [0, 1]. Raises ValueError saying why it is not an image.
+
+    max_pixels: the cap on the pixels an image's header may say (and, 4 bytes a pixel, on the file's size).
+    """
+    import tensorflow as tf
+    from resnet_graph.data import images as image_bounds
+    from resnet_graph.data.files import MAX_IMAGE_PIXELS, _reason
+    max_pixels = max_pixels or MAX_IMAGE_PIXELS
+    if path.lower().endswith('.npy'):
+        return read_npy(path, preprocessor.channels, max_pixels)
+    try:
+        data = image_bounds.read_capped(path, image_bounds.max_file_bytes(max_pixels))
+    except OSError as e:
+        raise ValueError('cannot read it (%s)' % (e.strerror or e))
+    image_bounds.check_pixels(data, max_pixels)
     try:
         return preprocessor.decode(data)
-    except tf.errors.InvalidArgumentError:
-        raise ValueError('not a PNG, JPEG, BMP or GIF image')
+    except tf.errors.InvalidArgumentError as e:
+        raise ValueError('not a readable PNG, JPEG, BMP or GIF image (%s)' % _reason(e))
 
 
-def predict_files(restored, paths, top_k):
+def predict_files(restored, paths, top_k, max_pixels=None):
     """Returns one dict per path: {file, top_k: [{class, name, probability}]} or {file, error}."""
     loader, model = restored.loader, restored.model
     names = loader.source.class_names
     results = []
     for path in paths:
         try:
-            image = read_image(path, loader.preprocessor)
+            image = read_image(path, loader.preprocessor, max_pixels)
         except ValueError as e:
             results.append(dict(file=path, error=str(e)))
             continue
@@ -72,7 +122,8 @@ def main(paths):
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
     from resnet_graph.serving.inference import RestoredRun
     restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint)
-    results = predict_files(restored, paths, min(FLAGS.top_k, restored.config['num_classes']))
+    results = predict_files(restored, paths, min(FLAGS.top_k, restored.config['num_classes']),
+                            FLAGS.max_image_pixels)
     restored.close()
     for result in results:
         if 'error' in result:

@@ -124,6 +124,8 @@ def resolve_config():
     Raises UsageError when they ask for another architecture than the saved run.
     """
     cfg = {name: FLAGS[name].value for name in config.TRAIN}
+    require(not (FLAGS['model_dir'].present and not cfg['model_dir'].strip()),
+            "--model_dir '' names no directory; give a run directory, or leave the flag out for runs/resnet<depth>")
     cfg['model_dir'] = cfg['model_dir'] or os.path.join('runs', 'resnet%d' % cfg['depth'])
     if os.path.exists(cfg['model_dir']) and not os.path.isdir(cfg['model_dir']):
         raise UsageError('--model_dir %s exists and is not a directory' % cfg['model_dir'])
@@ -144,6 +146,8 @@ def main(args):
     spec = cluster.from_environment()  # TF_CONFIG (several machines), checked before TensorFlow loads
     cfg = resolve_config()
     cluster.validate_for_cluster(cfg, spec, asked_flags(cfg))
+    from resnet_graph.training import memory
+    memory.check(cfg, cfg['channels'] or 3)  # before TensorFlow and the data load: a step that cannot fit
     from resnet_graph.nets.model import check_data_format
     try:  # before the data and the graph: NCHW on a machine without a GPU
         check_data_format(cfg['data_format'])

@@ -22,8 +22,10 @@ import threading
 import numpy as np
 
 from resnet_graph.errors import UsageError
+from resnet_graph.data import images as image_bounds
 from resnet_graph.data.source import Source, stratified_split
 
+MAX_IMAGE_PIXELS = 40000000  # config.TRAIN['max_image_pixels'], for sources built without the option
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 SPLIT_DIRS = (('train', ('train',)), ('validation', ('val', 'validation')), ('test', ('test',)))
 
@@ -31,13 +33,14 @@ SPLIT_DIRS = (('train', ('train',)), ('validation', ('val', 'validation')), ('te
 class ImageDecoder(object):
     """Encoded bytes -> float32 [S, S, channels] in [0, 1], in its own graph and session (thread-safe)."""
 
-    def __init__(self, channels, image_size):
+    def __init__(self, channels, image_size, max_pixels=None):
         import tensorflow as tf
         from resnet_graph.data.pipeline import decode
         self._graph = tf.Graph()
         with self._graph.as_default():
             self._bytes = tf.compat.v1.placeholder(tf.string, [])
-            self._out = tf.image.resize(decode(self._bytes, channels), [image_size, image_size], method='bilinear')
+            self._out = tf.image.resize(decode(self._bytes, channels, max_pixels), [image_size, image_size],
+                                        method='bilinear')
         self._session = tf.compat.v1.Session(graph=self._graph)
         self.errors = (tf.errors.OpError,)
 
@@ -48,10 +51,12 @@ class ImageDecoder(object):
 class FileSource(Source):
     """A Source whose images are files, decoded by id (see the module docstring)."""
 
-    def __init__(self, name, paths, labels, class_names, splits, channels=0, image_size=32, strict=False):
+    def __init__(self, name, paths, labels, class_names, splits, channels=0, image_size=32, strict=False,
+                 max_pixels=None):
         Source.__init__(self, name, None, labels, class_names, splits, channels or 3)
         self.paths = list(paths)
         self.image_size = image_size
+        self.max_pixels = max_pixels or MAX_IMAGE_PIXELS
         self.skipped = set()
         self._lock, self._skip_lock = threading.Lock(), threading.Lock()
         self._decoder = None
@@ -63,12 +68,17 @@ class FileSource(Source):
     def decoder(self):
         with self._lock:  # the pipeline's threads may ask for it at once
             if self._decoder is None:
-                self._decoder = ImageDecoder(self.channels, self.image_size)
+                self._decoder = ImageDecoder(self.channels, self.image_size, self.max_pixels)
         return self._decoder
 
     def _decode(self, index):
-        with open(self.paths[index], 'rb') as f:
-            return self.decoder(f.read())
+        return self.decode_bytes(image_bounds.read_capped(self.paths[index],
+                                                          image_bounds.max_file_bytes(self.max_pixels)))
+
+    def decode_bytes(self, data):
+        """Encoded image bytes -> float32 [S, S, channels]; ValueError (over the pixel cap) before decoding."""
+        image_bounds.check_pixels(data, self.max_pixels)
+        return self.decoder(data)
 
     def read(self, ids, strict=False):
         """ids int64 [n] -> float32 [n, S, S, channels]; a corrupt image is replaced (or an error when strict)."""
@@ -76,6 +86,11 @@ class FileSource(Source):
         for i in ids:
             try:
                 images.append(self._decode(i))
+            except ValueError as e:  # over a cap: not corrupt, but not read either
+                if strict:
+                    raise UsageError('%s: %s, or remove it' % (self.paths[i], e))
+                images.append(None)
+                bad.append(int(i))
             except (OSError,) + self.decoder.errors as e:
                 if strict:
                     raise UsageError('%s is not a readable PNG, JPEG, BMP or GIF image (%s); remove it or run '
@@ -145,7 +160,7 @@ def _assemble(name, per_split, class_names, options):
     labels = np.asarray(labels, np.int64)
     splits = _carve(labels, splits, options.get('validation_fraction', 0.1), options.get('split_seed', 0))
     return FileSource(name, paths, labels, class_names, splits, options.get('channels', 0),
-                      options.get('image_size', 32), options.get('strict', False))
+                      options.get('image_size', 32), options.get('strict', False), options.get('max_image_pixels'))
 
 
 def _class_tree(root, class_names=None):
@@ -183,24 +198,57 @@ def load_folder(data_dir, **options):
     return _assemble('folder', per_split, names, options)
 
 
-def _read_manifest(path):
-    """[(row number, image path, label string)] of a manifest; UsageError naming file and row."""
+def _read_manifest(path, roots=()):
+    """[(row number, image path, label string)] of a manifest; UsageError naming file and row.
+
+    Each image must resolve (symlinks followed) inside the manifest's directory or one of ``roots``.
+    """
     rows = []
-    with open(path, newline='') as f:
-        for number, row in enumerate(csv.reader(f), 1):
-            if not row or not ''.join(row).strip():
-                continue
-            if number == 1 and [c.strip().lower() for c in row] == ['path', 'label']:
-                continue
-            if len(row) != 2:
-                raise UsageError('%s row %d: expected "path,label", got %d columns' % (path, number, len(row)))
-            image = os.path.join(os.path.dirname(os.path.abspath(path)), row[0].strip())
-            if not os.path.isfile(image):
-                raise UsageError('%s row %d: %s does not exist' % (path, number, image))
-            rows.append((number, image, row[1].strip()))
+    base = os.path.dirname(os.path.abspath(path))
+    allowed = [os.path.realpath(base)] + [os.path.realpath(r) for r in roots]
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            lines = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise UsageError('%s is not UTF-8 text (byte %d: %s); save the manifest as UTF-8 CSV of path,label rows'
+                         % (path, e.start, e.reason))
+    except csv.Error as e:
+        raise UsageError('%s is not a CSV manifest (%s)' % (path, e))
+    for number, row in enumerate(lines, 1):
+        if not row or not ''.join(row).strip():
+            continue
+        if number == 1 and [c.strip().lower() for c in row] == ['path', 'label']:
+            continue
+        if len(row) != 2:
+            raise UsageError('%s row %d: expected "path,label", got %d columns' % (path, number, len(row)))
+        image = os.path.join(base, row[0].strip())
+        real = os.path.realpath(image)
+        if not any(os.path.commonpath([real, root]) == root for root in allowed):
+            raise UsageError('%s row %d: %s resolves to %s, outside the manifest\'s directory %s; move the image '
+                             'there or allow its directory with --data_roots' % (path, number, row[0].strip(), real,
+                                                                              allowed[0]))
+        if not os.path.isfile(image):
+            raise UsageError('%s row %d: %s does not exist' % (path, number, image))
+        rows.append((number, image, row[1].strip()))
     if not rows:
         raise UsageError('%s has no "path,label" rows' % path)
     return rows
+
+
+def check_dense_labels(labels, where):
+    """UsageError when integer labels would make mostly empty classes.
+
+    labels: int [N]; where(i) names example i. Classes are 0..max: more than
+    max(2 x, x + 1000) of them for x labels in use is a stray label, named by its row.
+    """
+    labels = np.asarray(labels, np.int64)
+    if not len(labels):
+        return
+    used, count = len(np.unique(labels)), int(labels.max()) + 1
+    if count > max(2 * used, used + 1000):
+        row = int(np.argmax(labels))
+        raise UsageError('%s: label %d would make %d classes for %d labels in use; labels are class ids 0..K-1 '
+                         '(or class names): fix that row' % (where(row), labels[row], count, used))
 
 
 def _manifests(data_dir):
@@ -223,10 +271,13 @@ def _manifests(data_dir):
 
 def load_csv(data_dir, **options):
     manifests = _manifests(data_dir)
-    read = {split: _read_manifest(path) for split, path in manifests.items()}
+    read = {split: _read_manifest(path, options.get('data_roots') or ()) for split, path in manifests.items()}
     integers = all(label.lstrip('-').isdigit() for rows in read.values() for _, _, label in rows)
     if integers:
-        count = max(int(label) for rows in read.values() for _, _, label in rows) + 1
+        every = [(split, number, int(label)) for split, rows in read.items() for number, _, label in rows]
+        check_dense_labels([label for _, _, label in every],
+                           lambda i: '%s row %d' % (manifests[every[i][0]], every[i][1]))
+        count = max(label for _, _, label in every) + 1
         names = [str(c) for c in range(count)]
     else:
         names = sorted({label for _, _, label in read['train']})

@@ -23,10 +23,58 @@ def preprocess(images, image_size, mean, std):
     return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
-def decode(data, channels):
-    """A scalar string tensor of PNG/JPEG/BMP/GIF bytes -> float32 [h, w, channels] in [0, 1] (a GIF's first frame)."""
-    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
-    return tf.image.convert_image_dtype(image, tf.float32)
+def decode(data, channels, max_pixels=None):
+    """A scalar string tensor of PNG/JPEG/BMP/GIF bytes -> float32 [h, w, channels] in [0, 1] (a GIF's first frame).
+
+    Formats whose decoder cannot give ``channels`` itself (GIF and BMP to gray,
+    CMYK JPEG to gray, GIF and JPEG to RGBA) are decoded as they are, then
+    converted (gray <-> RGB, alpha dropped or set to 1). max_pixels: an image
+    whose header says more pixels fails (InvalidArgumentError) before decoding.
+    """
+    if max_pixels:
+        from resnet_graph.data.images import graph_pixels
+        pixels = graph_pixels(data)
+        check = tf.debugging.assert_less_equal(pixels, tf.constant(int(max_pixels), tf.int64), message=(
+            'an image over --max_image_pixels %d pixels; raise --max_image_pixels to read it' % max_pixels))
+        with tf.control_dependencies([check]):
+            data = tf.identity(data)
+
+    def direct():
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        return tf.image.convert_image_dtype(image, tf.float32)
+
+    def converted():
+        image = tf.io.decode_image(data, channels=0, expand_animations=False)
+        return to_channels(tf.image.convert_image_dtype(image, tf.float32), channels)
+
+    if channels == 3:  # every decoder gives RGB itself
+        image = direct()
+    else:
+        image = tf.cond(_needs_conversion(data, channels), converted, direct)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def _needs_conversion(data, channels):
+    """Whether the decoder of these bytes' format refuses ``channels`` (1 or 4): a scalar bool tensor."""
+    head = tf.strings.substr(data, 0, 3)
+    gif, jpeg = tf.equal(head, b'GIF'), tf.equal(head, b'\xff\xd8\xff')
+    if channels == 4:
+        return tf.logical_or(gif, jpeg)
+    bmp = tf.equal(tf.strings.substr(data, 0, 2), b'BM')
+    cmyk = tf.cond(jpeg, lambda: tf.equal(tf.image.extract_jpeg_shape(data)[2], 4), lambda: tf.constant(False))
+    return tf.reduce_any([gif, bmp, cmyk])
+
+
+def to_channels(image, channels):
+    """float32 [h, w, c] with c in 1..4 (unknown until run) -> [h, w, channels] as ``source.convert_channels``."""
+    have = tf.shape(image)[-1]
+    rgb = tf.cond(have >= 3, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
+    if channels == 1:
+        return tf.cond(have >= 3, lambda: tf.image.rgb_to_grayscale(rgb), lambda: image[..., :1])
+    if channels == 4:
+        return tf.cond(tf.equal(have, 4), lambda: image, lambda: tf.concat([rgb, tf.ones_like(rgb[..., :1])], -1))
+    return rgb
 
 
 def steps_per_epoch(num_examples, batch_size):
@@ -97,14 +145,14 @@ class Preprocessor(object):
     caller's default.
     """
 
-    def __init__(self, image_size, mean, std, channels):
+    def __init__(self, image_size, mean, std, channels, max_pixels=None):
         self.channels = channels
         self._graph = tf.Graph()
         with self._graph.as_default():
             self._raw = v1.placeholder(tf.float32, [None, None, None, channels])
             self._out = preprocess(self._raw, image_size, mean, std)
             self._bytes = v1.placeholder(tf.string, [])
-            self._decoded = decode(self._bytes, channels)
+            self._decoded = decode(self._bytes, channels, max_pixels)
         self._session = v1.Session(graph=self._graph)
 
     def __call__(self, images):

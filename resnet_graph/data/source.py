@@ -1,6 +1,8 @@
 """The by-id view of a data set that ``DataLoader`` and the pipeline share, and the registry of sources."""
 import numpy as np
 
+from resnet_graph.errors import UsageError
+
 
 class Source(object):
     """A labelled image set, read by id.
@@ -153,9 +155,33 @@ def load_source(name, data_dir='', **options):
     return SOURCES[name](data_dir, **options)
 
 
+def check_splits(source, fraction, needed=('train', 'validation', 'test')):
+    """UsageError naming the split sizes when one of the ``needed`` splits of ``source`` is empty.
+
+    Training validates on the validation split and keeps the best checkpoint by
+    it: an empty one would record a best accuracy measured on no image.
+    """
+    sizes = {name: len(source.splits[name]) for name in ('train', 'validation', 'test')}
+    empty = [name for name in needed if not sizes[name]]
+    if not empty:
+        return
+    largest = int(np.bincount(source.labels[source.splits['train']]).max()) if sizes['train'] else 0
+    advice = 'more images per class'
+    if fraction and empty != ['train']:
+        advice = ('a larger --validation_fraction (%s of the largest class, %d images, rounds to none; %.3g would '
+                  'take one), %s, or a val/ and test/ tree (val.csv and test.csv)'
+                  % (fraction, largest, 1.0 / max(largest, 1), advice) if largest else advice)
+    elif fraction:
+        advice = 'a smaller --validation_fraction (%s) or %s' % (fraction, advice)
+    raise UsageError('the %s split of --dataset %s is empty (train %d, validation %d, test %d images): give %s'
+                     % (' and '.join(empty), source.name, sizes['train'], sizes['validation'], sizes['test'], advice))
+
+
 def source_options(cfg):
     """The ``load_source`` options a run configuration sets (defaults for runs saved before they existed)."""
     import config
     return dict(validation_fraction=cfg.get('validation_fraction', config.TRAIN['validation_fraction']),
                 split_seed=cfg.get('split_seed', config.TRAIN['split_seed']), channels=cfg.get('channels', 0),
-                strict=cfg.get('strict_data', False), download=cfg.get('download', False))
+                strict=cfg.get('strict_data', False), download=cfg.get('download', False),
+                max_image_pixels=cfg.get('max_image_pixels', config.TRAIN['max_image_pixels']),
+                data_roots=cfg.get('data_roots', []))

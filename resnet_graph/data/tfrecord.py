@@ -29,7 +29,8 @@ import struct
 import numpy as np
 
 from resnet_graph.errors import UsageError
-from resnet_graph.data.files import FileSource
+from resnet_graph.data import images as image_bounds
+from resnet_graph.data.files import FileSource, check_dense_labels
 from resnet_graph.data.source import train_validation_split
 
 SHUFFLE_BUFFER = 1024  # records (serialized); ~110 MB of ImageNet JPEGs
@@ -72,11 +73,13 @@ def parse(data, where):
 class TFRecordSource(FileSource):
     """A FileSource whose 'files' are records: paths[i] names 'FILE record N'; see the module docstring."""
 
-    def __init__(self, files, num_train_files, index, labels, class_names, splits, channels, image_size, strict):
+    def __init__(self, files, num_train_files, index, labels, class_names, splits, channels, image_size, strict,
+                 max_pixels=None):
         self.files, self.num_train_files = files, num_train_files
         self.index = index  # int64 [N, 3]: file number, offset of the data, length
         paths = ['%s record %d' % (files[f], r) for f, r in _record_numbers(index)]
-        FileSource.__init__(self, 'tfrecord', paths, labels, class_names, splits, channels, image_size)
+        FileSource.__init__(self, 'tfrecord', paths, labels, class_names, splits, channels, image_size,
+                            max_pixels=max_pixels)
         self.strict = strict  # checked as records are read, not by FileSource's decode-everything pass at load
         self.stream_error = None  # the line of the record that stopped the stream (strict), for the trainer
 
@@ -86,10 +89,14 @@ class TFRecordSource(FileSource):
 
     def _decode(self, i):
         number, offset, length = self.index[i]
+        cap = image_bounds.max_file_bytes(self.max_pixels)
+        if length > cap:
+            raise ValueError('a record of %d bytes, over the %d an image within --max_image_pixels can take; raise '
+                             '--max_image_pixels to read it' % (length, cap))
         with open(self.files[number], 'rb') as f:
             f.seek(offset)
             encoded = parse(f.read(length), self.paths[i])[0]
-        return self.decoder(encoded)
+        return self.decode_bytes(encoded)
 
     def train_dataset(self, order, start_step, end_step, image_size, mean, std, augment='none'):
         """The training batches of steps [start_step, end_step), streamed from the train-* files."""
@@ -100,7 +107,7 @@ class TFRecordSource(FileSource):
         member = np.zeros(int(np.sum(self.index[:, 0] < self.num_train_files)), bool)
         member[order.ids] = True  # the training split's records (the rest of train-* is validation)
         member = tf.constant(member)
-        batch, channels = order.batch_size, self.channels
+        batch, channels, max_pixels = order.batch_size, self.channels, self.max_pixels
 
         def epoch(e):
             records = tf.data.TFRecordDataset(train_files).enumerate()  # (source id, serialized Example)
@@ -113,7 +120,7 @@ class TFRecordSource(FileSource):
             features = tf.io.parse_example(serialized, {
                 'image/encoded': tf.io.FixedLenFeature([], tf.string),
                 'image/class/label': tf.io.FixedLenFeature([], tf.int64)})
-            images, ok = decode_batch(features['image/encoded'], channels, image_size)
+            images, ok = decode_batch(features['image/encoded'], channels, image_size, max_pixels)
             labels = features['image/class/label']
             labels = tf.where(ok, labels, tf.gather(labels, tf.argmax(tf.cast(ok, tf.int32))))
             checked = tf.cond(tf.reduce_all(ok), lambda: tf.constant(0, tf.int64),
@@ -151,14 +158,15 @@ class TFRecordSource(FileSource):
         return np.int64(len(bad))
 
 
-def decode_batch(encoded, channels, image_size):
+def decode_batch(encoded, channels, image_size, max_pixels=None):
     """Decodes a batch in the graph, replacing what does not decode.
 
     Args:
       encoded: string [B], PNG/JPEG/BMP/GIF bytes.
     Returns:
       images float32 [B, S, S, channels] in [0, 1], each resized to S =
-      image_size, a record that does not decode (corrupt, truncated) replaced
+      image_size, a record that does not decode (corrupt, truncated, over
+      max_pixels by its header) replaced
       by the batch's first that does (zeros when none does); ok bool [B],
       which decoded.
     """
@@ -167,7 +175,8 @@ def decode_batch(encoded, channels, image_size):
     positions = tf.range(tf.size(encoded))
     # tf.data drops the elements whose decode fails: one nested dataset per batch (one per image costs ~10 ms).
     decoded = tf.data.Dataset.from_tensor_slices((positions, encoded)).map(
-        lambda k, data: (k, tf.image.resize(decode(data, channels), [image_size, image_size]))).ignore_errors()
+        lambda k, data: (k, tf.image.resize(decode(data, channels, max_pixels), [image_size, image_size]))
+    ).ignore_errors()
     sentinel = tf.data.Dataset.from_tensors((tf.constant(-1), tf.zeros([image_size, image_size, channels])))
     everything = decoded.concatenate(sentinel).batch(tf.size(encoded, tf.int64) + 1)
     good, images = tf.data.Dataset.get_single_element(everything)
@@ -187,7 +196,7 @@ def _record_numbers(index):
 
 
 def load_tfrecord(data_dir, validation_fraction=0.1, split_seed=0, channels=0, image_size=32, strict=False,
-                  **unused):
+                  max_image_pixels=None, **unused):
     train = sorted(glob.glob(os.path.join(data_dir, 'train-*')))
     test = sorted(glob.glob(os.path.join(data_dir, 'validation-*')))
     if not train:
@@ -206,6 +215,9 @@ def load_tfrecord(data_dir, validation_fraction=0.1, split_seed=0, channels=0, i
                 texts.setdefault(label, text)
     index, labels = np.asarray(rows, np.int64), np.asarray(labels, np.int64)
     num_train = int(np.sum(index[:, 0] < len(train)))
+    numbers = _record_numbers(index)
+    check_dense_labels(labels, lambda i: '%s record %d' % (files[numbers[i][0]], numbers[i][1]))
     names = [texts.get(c) or str(c) for c in range(int(labels.max()) + 1)]
     splits = train_validation_split(labels, num_train, validation_fraction, split_seed)
-    return TFRecordSource(files, len(train), index, labels, names, splits, channels, image_size, strict)
+    return TFRecordSource(files, len(train), index, labels, names, splits, channels, image_size, strict,
+                          max_image_pixels)

@@ -28,7 +28,7 @@ from resnet_graph.training import summaries
 from resnet_graph.training import towers
 from resnet_graph.errors import UsageError
 from resnet_graph.data.pipeline import steps_per_epoch
-from resnet_graph.data.source import source_options
+from resnet_graph.data.source import check_splits, source_options
 from resnet_graph.serving.inference import check_checkpoint, evaluate_ids
 from resnet_graph.training.run_dir import RunDir
 
@@ -81,6 +81,7 @@ class Trainer(object):
         self.run = RunDir(cfg['model_dir'])
         self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg.get('mean'), cfg.get('std'),
                                  augment=cfg.get('augment', config.TRAIN['augment']), **source_options(cfg))
+        check_splits(self.loader.source, cfg['validation_fraction'], ('train', 'validation'))  # at start: never a best record of 0 images
         self.cfg = dict(cfg, num_classes=self.loader.num_classes, channels=self.loader.channels,
                         mean=self.loader.mean, std=self.loader.std)
         self.steps_per_epoch = steps_per_epoch(len(self.loader.train_ids), cfg['batch_size'])
