@@ -427,12 +427,16 @@ def _checkpoint_path(weights):
     """A run directory (its best checkpoint, else its latest) or a checkpoint prefix -> the prefix."""
     import os
     from resnet_graph.training.run_dir import RunDir
+    from resnet_graph.training.run_dir import checkpoint_problem
     if os.path.isdir(weights):
-        run = RunDir(weights)
+        run = RunDir(weights, writable=False)  # another run: read, never repaired
         path = run.best_checkpoint() or run.latest_checkpoint()
         if path is None:
-            raise ValueError('weights=%s is a directory without checkpoints' % weights)
+            raise ValueError('weights=%s is a directory without loadable checkpoints' % weights)
         return path
     if not tf.io.gfile.exists(weights + '.index'):
         raise ValueError('weights=%s is neither a run directory nor a checkpoint' % weights)
+    problem = checkpoint_problem(weights)
+    if problem:
+        raise ValueError('checkpoint %s cannot be read: %s' % (weights, problem))
     return weights
