@@ -94,14 +94,15 @@ def export(model_dir, checkpoint, fmt, out, max_pixels=None):
     Returns dict: checkpoint (path), signatures {name: {inputs, outputs: {key: [node name, dtype, shape]}}}.
     """
     import tensorflow as tf
-    from resnet_graph.serving.inference import find_checkpoint, fold_bn_default, restore
-    run = RunDir(model_dir)
-    cfg, path = run.require_config(), find_checkpoint(run, checkpoint)
+    from resnet_graph.serving.inference import find_checkpoint, fold_bn_default, restore_found
+    run = RunDir(model_dir, writable=False)
+    cfg = run.require_config()
+    find_checkpoint(run, checkpoint)  # before the graph: no checkpoint fails fast
     graph = tf.Graph()
     with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         signatures = build(cfg, with_bytes=fmt == 'saved_model', fold_bn=fold_bn_default(frozen=fmt == 'frozen_graph'),
                            max_pixels=max_pixels)
-        restore(session, path)
+        path = restore_found(session, run, checkpoint)
         (write_saved_model if fmt == 'saved_model' else write_frozen_graph)(session, signatures, out)
     return dict(checkpoint=path, signatures={name: dict(inputs=describe(i), outputs=describe(o))
                                              for name, (i, o) in sorted(signatures.items())})

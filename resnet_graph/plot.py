@@ -40,7 +40,7 @@ def read_scalars(directory):
 
 def read_run(model_dir):
     """A run directory -> dict(name, train, eval: read_scalars of train/ and eval/, best: best.json or None)."""
-    run = RunDir(model_dir)
+    run = RunDir(model_dir, writable=False)
     return dict(name=model_dir, train=read_scalars(run.join('train')), eval=read_scalars(run.join('eval')),
                 best=run.load_best())
 

@@ -129,15 +129,28 @@ def resolve_config():
     cfg['model_dir'] = cfg['model_dir'] or os.path.join('runs', 'resnet%d' % cfg['depth'])
     if os.path.exists(cfg['model_dir']) and not os.path.isdir(cfg['model_dir']):
         raise UsageError('--model_dir %s exists and is not a directory' % cfg['model_dir'])
-    saved = RunDir(cfg['model_dir']).load_config()
+    run = RunDir(cfg['model_dir'])
+    saved = run.load_config()
     if saved:
         asked = {k: cfg[k] for k in asked_flags(cfg)}
-        clash = incompatible(saved, asked)
+        validate_saved(saved, run.join('config.json'))
+        # Until its first checkpoint a run directory is provisional: its config fills the flags not given, but a
+        # failed or killed first start never blocks the corrected command.
+        clash = incompatible(saved, asked) if run.has_checkpoint_files() else []
         require(not clash, '%s holds a run with another configuration (%s); use another --model_dir or drop '
                 'those flags to resume it' % (cfg['model_dir'], '; '.join(clash)))
         cfg.update({k: saved[k] for k in saved if k not in asked and k != 'model_dir'})
     validate(cfg)
     return cfg
+
+
+def validate_saved(saved, path):
+    """Raises UsageError naming config.json at ``path`` (not a flag) when its saved values do not validate."""
+    try:
+        validate(dict(config.TRAIN, **{k: v for k, v in saved.items() if k in config.TRAIN}))
+    except UsageError as e:
+        raise UsageError('%s is damaged: the saved value %s; restore the file (or train into a new --model_dir)'
+                         % (path, str(e).replace('--', '')))
 
 
 def main(args):

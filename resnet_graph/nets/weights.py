@@ -41,14 +41,20 @@ def init_from(variables, weights, exclude, num_classes):
 
 
 def checkpoint_path(weights):
-    """A run directory (its best checkpoint, else its latest) or a checkpoint prefix -> the prefix."""
-    from resnet_graph.training.run_dir import RunDir
+    """A run directory (its best checkpoint, else its latest) or a checkpoint prefix -> the prefix.
+
+    ValueError where it holds no checkpoint, or the checkpoint cannot be read whole.
+    """
+    from resnet_graph.training.run_dir import RunDir, checkpoint_problem
     if os.path.isdir(weights):
-        run = RunDir(weights)
+        run = RunDir(weights, writable=False)  # another run: read, never repaired
         path = run.best_checkpoint() or run.latest_checkpoint()
         if path is None:
-            raise ValueError('weights=%s is a directory without checkpoints' % weights)
+            raise ValueError('weights=%s is a directory without loadable checkpoints' % weights)
         return path
     if not tf.io.gfile.exists(weights + '.index'):
         raise ValueError('weights=%s is neither a run directory nor a checkpoint' % weights)
+    problem = checkpoint_problem(weights)
+    if problem:
+        raise ValueError('checkpoint %s cannot be read: %s' % (weights, problem))
     return weights

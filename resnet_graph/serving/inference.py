@@ -1,4 +1,6 @@
 """Rebuilding a run's graph from its saved configuration, restoring a checkpoint, and batched evaluation."""
+import time
+
 import numpy as np
 import tensorflow as tf
 
@@ -53,12 +55,41 @@ def check_checkpoint(path, variables):
 
 
 def find_checkpoint(run, which):
-    """RunDir, 'best' | 'latest' | a checkpoint path -> an existing checkpoint prefix; UsageError when there is none."""
+    """RunDir, 'best' | 'latest' | a checkpoint path -> an existing checkpoint prefix whose tensors all read.
+
+    Raises UsageError when there is none, or when the named checkpoint is damaged.
+    """
+    from resnet_graph.training.run_dir import checkpoint_problem
     path = run.resolve_checkpoint(which)
     if not path or not tf.io.gfile.exists(path + '.index'):
         raise UsageError('no %s checkpoint in %s; use --checkpoint best, latest or a checkpoint path'
                          % (which, run.path))
+    problem = checkpoint_problem(path) if which not in ('best', 'latest') else None
+    if problem:
+        raise UsageError('checkpoint %s cannot be read: %s; name another one, or use --checkpoint best or latest'
+                         % (path, problem))
     return path
+
+
+ROTATION_RETRIES = 5  # a live run replaces best/ and prunes old checkpoints while we read them
+
+
+def restore_found(session, run, which):
+    """Finds checkpoint ``which`` in ``run`` and restores it into ``session``; returns its prefix.
+
+    'best' and 'latest' are looked up again when the checkpoint disappears
+    between finding and reading it (a training run rotating it away).
+    """
+    for attempt in range(ROTATION_RETRIES):
+        path = find_checkpoint(run, which)
+        try:
+            restore(session, path)
+            return path
+        except (tf.errors.NotFoundError, tf.errors.DataLossError):
+            if which not in ('best', 'latest') or attempt + 1 == ROTATION_RETRIES:
+                raise UsageError('checkpoint %s disappeared or changed while it was read; run the command again'
+                                 % path)
+            time.sleep(0.2 * (attempt + 1))
 
 
 def fold_bn_default(frozen=False):
@@ -85,9 +116,9 @@ class RestoredRun(object):
     """
 
     def __init__(self, model_dir, checkpoint='best', fold_bn=None):
-        self.run = RunDir(model_dir)
+        self.run = RunDir(model_dir, writable=False)  # evaluate, predict and export never write into a run
         self.config = self.run.require_config()
-        self.checkpoint = find_checkpoint(self.run, checkpoint)
+        find_checkpoint(self.run, checkpoint)  # before the data and the graph: no checkpoint fails fast
         cfg = self.config
         try:
             check_data_format(cfg.get('data_format', 'NHWC'))
@@ -100,7 +131,7 @@ class RestoredRun(object):
             self.model = ResNet.from_config(cfg, training=False,
                                             fold_bn=fold_bn_default() if fold_bn is None else fold_bn)
         self.session = v1.Session(graph=self.graph)
-        restore(self.session, self.checkpoint)
+        self.checkpoint = restore_found(self.session, self.run, checkpoint)
 
     def evaluate(self, split):
         return evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split])

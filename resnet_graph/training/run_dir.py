@@ -9,9 +9,11 @@
 Every JSON file is written atomically (temporary file, fsync, rename), so a
 crash leaves either the old or the new record, never half of one.
 """
+import glob
 import json
 import os
 import re
+import sys
 import tempfile
 
 CONFIG = 'config.json'
@@ -46,18 +48,71 @@ def atomic_write_json(path, obj):
 
 
 def read_json(path):
-    """The JSON object at ``path``, or None when the file does not exist."""
+    """The JSON value at ``path``, or None when the file does not exist.
+
+    Raises UsageError naming the file when it is not JSON (cut short, binary).
+    """
+    from resnet_graph.errors import UsageError
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, 'rb') as f:
+            return json.loads(f.read().decode('utf-8'))
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise UsageError('%s is damaged: not JSON (%s)' % (path, str(e).splitlines()[0]))
+
+
+_VERIFIED = {}  # (prefix, its files' sizes and times) -> checkpoint_problem's answer
+
+
+def checkpoint_problem(prefix):
+    """None when every tensor of checkpoint ``prefix`` reads in full, else what is wrong (one phrase).
+
+    A real read of each tensor: a data file cut short or overwritten fails it
+    (the index alone loads). Answers are cached while the files stay unchanged.
+    """
+    names = [n for n in glob.glob(glob.escape(prefix) + '.*') if n.endswith('.index') or '.data-' in n]
+    try:
+        key = (prefix, tuple(sorted((n, os.stat(n).st_size, os.stat(n).st_mtime_ns) for n in names)))
+    except OSError:  # deleted while we looked (a save rotating it away)
+        return 'its files disappeared while being read'
+    if key not in _VERIFIED:
+        _VERIFIED[key] = _read_every_tensor(prefix)
+    return _VERIFIED[key]
+
+
+def _read_every_tensor(prefix):
+    import tensorflow as tf
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # OpError, ValueError, or IndexError 'Read less bytes than requested' (cut short)
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        return 'its index or data file is cut short or damaged (%s)' % (lines[0][:160] if lines else
+                                                                        type(e).__name__)
+    return None
+
+
+def _warn_stderr(line):
+    print('warning: %s' % line, file=sys.stderr, flush=True)
 
 
 class RunDir(object):
     """Paths and records of one run directory."""
 
-    def __init__(self, path):
+    def __init__(self, path, writable=True, warn=None):
+        """path: the run directory; writable=False for the read-only commands (no state file repair);
+        warn: a print-like function for the lines about damaged files (default: stderr)."""
         self.path = path
+        self.writable = writable
+        self.warn = warn or _warn_stderr
+        self._warned = set()
+
+    def warn_once(self, line):
+        if line not in self._warned:
+            self._warned.add(line)
+            self.warn(line)
 
     def join(self, *parts):
         return os.path.join(self.path, *parts)
@@ -75,7 +130,15 @@ class RunDir(object):
             os.makedirs(self.join(sub), exist_ok=True)
 
     def load_config(self):
-        return read_json(self.join(CONFIG))
+        """The saved configuration (checked: records.check_config), or None; UsageError naming a damaged field."""
+        from resnet_graph.training import records
+        cfg = read_json(self.join(CONFIG))
+        return None if cfg is None else records.check_config(cfg, self.join(CONFIG))
+
+    def has_checkpoint_files(self):
+        """Whether a checkpoint index exists here or in best/ (no TensorFlow: a cheap test of "a run exists")."""
+        return any(glob.glob(os.path.join(glob.escape(d), CHECKPOINT_PREFIX + '-*.index'))
+                   for d in (self.path, self.best_dir))
 
     def require_config(self):
         """The saved configuration; UsageError when this is not a run directory."""
@@ -90,7 +153,18 @@ class RunDir(object):
         atomic_write_json(self.join(CONFIG), cfg)
 
     def load_best(self):
-        return read_json(self.join(BEST))
+        """The best record, or None when there is none or it is damaged (a line says which field, once)."""
+        from resnet_graph.errors import UsageError
+        from resnet_graph.training import records
+        try:
+            record = read_json(self.join(BEST))
+            problem = None if record is None else records.best_problem(record, self)
+        except UsageError as e:
+            problem = str(e)
+        if problem:
+            self.warn_once('%s; rebuilding the best record from the newest good checkpoint' % problem)
+            return None
+        return record
 
     def save_best(self, record):
         atomic_write_json(self.join(BEST), record)
@@ -98,10 +172,9 @@ class RunDir(object):
     def checkpoints(self, directory=None):
         """The prefixes of the complete checkpoints in ``directory`` (default: the run's), oldest first.
 
-        A checkpoint counts when its index and data files load: one cut short
-        by a kill is left out.
+        A checkpoint counts when every tensor reads (``checkpoint_problem``):
+        one cut short by a kill or damaged is left out, with a line naming it.
         """
-        import tensorflow as tf
         directory = directory or self.path
         steps = []
         for name in os.listdir(directory) if os.path.isdir(directory) else []:
@@ -111,9 +184,9 @@ class RunDir(object):
         complete = []
         for step in sorted(steps):
             prefix = os.path.join(directory, '%s-%d' % (CHECKPOINT_PREFIX, step))
-            try:
-                tf.train.load_checkpoint(prefix)
-            except (tf.errors.OpError, ValueError):
+            problem = checkpoint_problem(prefix)
+            if problem:
+                self.warn_once('skipping checkpoint %s: %s' % (prefix, problem))
                 continue
             complete.append(prefix)
         return complete
@@ -121,14 +194,14 @@ class RunDir(object):
     def latest_checkpoint(self, directory=None):
         """The newest complete checkpoint prefix in ``directory`` (default: the run's), or None.
 
-        A ``checkpoint`` state file that names a missing or broken checkpoint is
-        rewritten to name this one.
+        In a writable RunDir, a ``checkpoint`` state file that names a missing or
+        broken checkpoint is rewritten to name this one; a read-only one never writes.
         """
         import tensorflow as tf
         directory = directory or self.path
         complete = self.checkpoints(directory)
-        if not complete:
-            return None
+        if not complete or not self.writable:
+            return complete[-1] if complete else None
         try:
             state = tf.train.get_checkpoint_state(directory)
         except Exception:  # an unparsable state file is rewritten below
@@ -147,6 +220,11 @@ class RunDir(object):
         if which == 'latest':
             return self.latest_checkpoint()
         return which
+
+    def step_of(self, prefix):
+        """The step in a checkpoint prefix's name (model.ckpt-<step>), or None."""
+        match = re.search(re.escape(CHECKPOINT_PREFIX) + r'-(\d+)$', prefix or '')
+        return int(match.group(1)) if match else None
 
 
 def incompatible(saved, wanted):

@@ -23,6 +23,7 @@ import config
 
 from data_loader import DataLoader
 from resnet_graph.training import finetune
+from resnet_graph.training import lifecycle
 from resnet_graph.training import optim
 from resnet_graph.training import summaries
 from resnet_graph.training import towers
@@ -150,10 +151,9 @@ class Trainer(object):
         try:
             return saver.save(sess, prefix, global_step=step)
         except (OSError, tf.errors.OpError) as e:
-            reason = getattr(e, 'strerror', None) or getattr(e, 'message', None) or str(e)
             raise TrainingError('cannot write a checkpoint at step %d in %s: %s; the earlier checkpoints are '
                                 'intact: free space or fix permissions, then run the same command to resume'
-                                % (step, os.path.dirname(prefix), reason.splitlines()[0]))
+                                % (step, os.path.dirname(prefix), lifecycle.save_failure(e, saver, prefix)))
 
     def _validate(self, sess, step, writer, best):
         """Evaluates the validation split; saves best/ and best.json on improvement. Returns the best record."""
@@ -177,14 +177,25 @@ class Trainer(object):
         return best
 
     def train(self):
-        """Runs (or resumes) training to the final step.
+        """Runs (or resumes) training to the final step, holding the run directory's lock (lifecycle.hold).
 
         Returns a dict: step, stopped (the signal number, or None), best (the
         best record), test (metrics of the best checkpoint; absent when stopped).
-        Raises TrainingError when training cannot go on.
+        Raises TrainingError when training cannot go on, UsageError when another trainer holds the directory.
         """
+        with lifecycle.hold(self.run, self.log):
+            return self._train()
+
+    def _rebuild_best(self, sess, step, writer, best):
+        """A resumed run whose best record is missing or damaged: evaluates the restored checkpoint as the best."""
+        if best is None and step > 0:
+            self.log('no valid best record: rebuilding the best record from the checkpoint of step %d' % step)
+            best = self._validate(sess, step, writer, None)
+        return best
+
+    def _train(self):
         cfg, run = self.cfg, self.run
-        latest = run.latest_checkpoint()
+        latest = lifecycle.resume_point(run, self.log)
         start = int(tf.train.load_variable(latest, 'global_step')) if latest else 0
         self.warm_start_from = '' if latest else cfg['warm_start_from']  # a resumed run restores its own
         try:  # built before the run directory is written, so a bad warm start leaves nothing behind
@@ -208,6 +219,7 @@ class Trainer(object):
             eval_writer = v1.summary.FileWriter(run.join('eval'))
             if start == 0:
                 train_writer.add_summary(sess.run(self.config_op), 0)
+            best = self._rebuild_best(sess, start, eval_writer, best)
             try:
                 step, best = self._loop(sess, start, best, train_writer, eval_writer, stop)
             except (tf.errors.OpError, UsageError) as e:

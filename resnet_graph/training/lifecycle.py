@@ -1,0 +1,132 @@
+"""A trainer's hold on its run directory: one writer, leftovers of killed saves, where a resume starts.
+
+- ``hold``: an OS lock (``fcntl.flock`` on ``<model_dir>/.lock``) for the
+  trainer's life; the kernel drops it when the process dies (kill -9 too),
+  so no stale pid file can block a restart. A second trainer gets a
+  UsageError naming the directory and the holder's pid and host. While it
+  holds the lock it removes the temporary files of saves that were killed.
+  A start that fails before its first checkpoint removes the directory it
+  created, so the corrected command finds nothing in its way.
+- ``resume_point``: the newest checkpoint that really loads, rolling or best/.
+"""
+import contextlib
+import fcntl
+import glob
+import os
+import shutil
+import socket
+import time
+
+from resnet_graph.errors import UsageError
+
+LOCK = '.lock'
+# What a killed save leaves: TensorFlow's temporary checkpoint files (and the sharded saves' _temp folders),
+# and our atomic JSON writes' temporary files.
+ORPHAN_PATTERNS = ('*.tempstate*', '*_temp', '.tmp-*')
+
+
+def _acquire(path):
+    """Locks run directory ``path`` (creating it); returns the open lock file. UsageError when it is held."""
+    os.makedirs(path, exist_ok=True)
+    handle = open(os.path.join(path, LOCK), 'a+')
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or 'a process that has not written its name yet'
+        handle.close()
+        raise UsageError('%s is in use by another trainer (%s); wait for it to end, or stop it, or train into '
+                         'another --model_dir' % (path, holder))
+    handle.seek(0)
+    handle.truncate()
+    handle.write('pid %d on host %s since %s\n' % (os.getpid(), socket.gethostname(),
+                                                    time.strftime('%Y-%m-%dT%H:%M:%S%z')))
+    handle.flush()
+    return handle
+
+
+def remove_orphans(run):
+    """Removes the temporary files of killed saves in the run directory and best/; returns (count, bytes)."""
+    count = size = 0
+    for directory in (run.path, run.best_dir):
+        for pattern in ORPHAN_PATTERNS:
+            for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
+                try:
+                    if os.path.isdir(path):
+                        size += sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(path) for n in ns)
+                        shutil.rmtree(path)
+                    else:
+                        size += os.path.getsize(path)
+                        os.remove(path)
+                    count += 1
+                except OSError:
+                    continue  # removed meanwhile, or not ours to remove: it blocks nothing
+    return count, size
+
+
+@contextlib.contextmanager
+def hold(run, log):
+    """Holds ``run``'s lock for the block; cleans leftovers first; undoes a first start that failed.
+
+    Args: run: RunDir; log: print-like, also used for the lines about damaged files.
+    """
+    created = not os.path.isdir(run.path)
+    handle = _acquire(run.path)
+    run.warn = log
+    try:
+        count, size = remove_orphans(run)
+        if count:
+            log('removed %d temporary files (%d bytes) left by saves that were killed' % (count, size))
+        yield
+    except BaseException:
+        if created and not run.has_checkpoint_files():
+            shutil.rmtree(run.path, ignore_errors=True)  # ours, and nothing worth keeping: the retry starts clean
+        raise
+    finally:
+        handle.close()
+
+
+def resume_point(run, log):
+    """The checkpoint a run resumes from: the newest that really loads, rolling or best/ (None: a fresh start).
+
+    best/ holds every variable too (optimizer slots, global step), so when the
+    rolling checkpoints are gone or damaged past it, continuing from it loses the least.
+    """
+    latest, best = run.latest_checkpoint(), run.best_checkpoint()
+    if best and (latest is None or run.step_of(best) > run.step_of(latest)):
+        if latest is None:
+            log('no rolling checkpoint in %s; continuing from the best checkpoint %s (step %d), the newest '
+                'state saved' % (run.path, best, run.step_of(best)))
+        else:
+            log('the best checkpoint %s (step %d) is newer than the last good rolling one; continuing from it'
+                % (best, run.step_of(best)))
+        return best
+    if latest is None and os.path.exists(run.join('best.json')):
+        log('no loadable checkpoint in %s or %s; training starts again from step 0' % (run.path, run.best_dir))
+    return latest
+
+
+def save_failure(error, saver, prefix):
+    """Why a checkpoint save failed, in one phrase: for a full disk the path, the bytes one checkpoint needs
+    and the bytes free ("Graph execution error:" alone says nothing).
+
+    Args: error: the OSError or tf.errors.OpError; saver: the Saver (its variables size the checkpoint);
+    prefix: the checkpoint prefix being written.
+    """
+    import errno
+    text = getattr(error, 'strerror', None) or getattr(error, 'message', None) or str(error)
+    if getattr(error, 'errno', None) == errno.ENOSPC or 'no space left on device' in text.lower():
+        import tensorflow as tf
+        variables = getattr(saver, '_var_list', None) or tf.compat.v1.global_variables()
+        variables = list(variables.values()) if isinstance(variables, dict) else variables
+        needed = sum(v.shape.num_elements() * v.dtype.base_dtype.size for v in variables
+                     if v.shape.is_fully_defined())
+        try:
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(prefix))).free
+        except OSError:
+            free = None
+        return 'no space left on device writing %s (a checkpoint needs about %d bytes%s)' % (
+            prefix, needed, '' if free is None else ', %d bytes are free' % free)
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.startswith(('Graph execution error', 'Detected at node', '\t'))]
+    return lines[-1] if lines else type(error).__name__
