@@ -77,15 +77,11 @@ def random_values(shapes, seed):
 
 
 def write_checkpoint(prefix, values):
-    """Saves ``values`` under their names with a plain Saver, as Slim's training did."""
-    with tf.Graph().as_default():
-        variables = [v1.get_variable(name, value.shape, initializer=v1.zeros_initializer())
-                     for name, value in values.items()]
-        with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            for variable, value in zip(variables, values.values()):
-                variable.load(value, sess)
-            return v1.train.Saver(variables).save(sess, prefix)
+    """Saves ``values`` under their names in the bundle format a Saver writes (one SaveV2 op); returns ``prefix``."""
+    names = list(values)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[''] * len(names),
+                      tensors=[values[name] for name in names])
+    return prefix
 
 
 # -- the NumPy oracle ---------------------------------------------------------------
@@ -191,13 +187,13 @@ def slim_checkpoint(request, tmp_path_factory):
 
 
 def run_restored(version, prefix, images, **kwargs):
-    """(logits, endpoints, features) of our slim_v<version> graph restored from ``prefix`` by a plain Saver."""
+    """(model, (logits, endpoints)) of our slim_v<version> graph restored from ``prefix`` by a plain Saver."""
     with tf.Graph().as_default():
         model = ResNet(50, 1000 if version == 1 else 1001, SIZE, SIZE, 3, variant='slim_v%d' % version,
                        training=False, **kwargs)
         with v1.Session() as sess:
             v1.train.Saver().restore(sess, prefix)
-            return sess.run((model.logits, model.endpoints, model.features), {model.input_x: images})
+            return model, sess.run((model.logits, model.endpoints), {model.input_x: images})
 
 
 def images(batch, seed=0):
@@ -207,21 +203,16 @@ def images(batch, seed=0):
 # -- tests -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('version', [1, 2])
-def test_variables_are_exactly_slims(version, tf_graph):
-    model = ResNet(50, 1000 if version == 1 else 1001, SIZE, SIZE, 3, variant='slim_v%d' % version)
-    ours = {model.local_name(v): v.shape.as_list() for v in model.variables}
-    assert len(ours) == len(model.variables)
-    assert ours == slim_shapes(version)
-    # weight_decay covers Slim's conv weights (logits too), never BN or biases
-    assert sorted(model.local_name(v) for v in model.decayed_kernels) == sorted(
-        n for n in slim_shapes(version) if n.endswith('/weights'))
-
-
 def test_checkpoint_restores_by_name_and_matches_numpy(slim_checkpoint):
     version, values, prefix = slim_checkpoint
     batch = images(2)
-    logits, endpoints, _ = run_restored(version, prefix, batch)
+    model, (logits, endpoints) = run_restored(version, prefix, batch)
+    # Exactly Slim's variables, names and shapes (written above from resnet_v1.py / resnet_v2.py).
+    ours = {model.local_name(v): v.shape.as_list() for v in model.variables}
+    assert len(ours) == len(model.variables) and ours == slim_shapes(version)
+    # weight_decay covers Slim's conv weights (logits too), never BN or biases.
+    assert sorted(model.local_name(v) for v in model.decayed_kernels) == sorted(
+        n for n in slim_shapes(version) if n.endswith('/weights'))
     reference, _ = np_slim(values, batch, version)
     assert logits.shape == (2, 1000 if version == 1 else 1001)
     assert close(logits, reference), np.max(np.abs(logits - reference)) / np.max(np.abs(reference))
@@ -248,11 +239,11 @@ def test_weights_argument_restores_a_slim_checkpoint(slim_checkpoint):
     assert close(logits, np_slim(values, batch, version)[0])
 
 
-@pytest.mark.parametrize('output_stride', [8, 16])
-def test_output_stride_runs_atrous_like_slim(slim_checkpoint, output_stride):
+def test_output_stride_runs_atrous_like_slim(slim_checkpoint):
     version, values, prefix = slim_checkpoint
+    output_stride = 8 if version == 1 else 16
     batch = images(1, seed=2)
-    logits, endpoints, _ = run_restored(version, prefix, batch, output_stride=output_stride)
+    _, (logits, endpoints) = run_restored(version, prefix, batch, output_stride=output_stride)
     reference, features = np_slim(values, batch, version, output_stride=output_stride)
     side = SIZE // output_stride
     assert features.shape[1:3] == (side, side)
@@ -263,12 +254,13 @@ def test_output_stride_runs_atrous_like_slim(slim_checkpoint, output_stride):
 
 def test_backbone_options_on_slim_variants(tf_graph):
     x = tf.zeros([2, SIZE, SIZE, 3])
-    model = ResNet(50, input_tensor=x, include_top=False, variant='slim_v2', output_stride=16)
-    assert model.features.shape.as_list() == [2, SIZE // 16, SIZE // 16, 2048]
-    assert not any('logits' in v.op.name for v in model.variables)
-    pooled = ResNet(50, input_tensor=x, include_top=False, pooling='avg', variant='slim_v1', scope='other')
-    assert pooled.features.shape.as_list() == [2, 2048]
-    assert pooled.local_name(pooled.variables[0]) == 'resnet_v1_50/conv1/weights'
+    model = ResNet(50, input_tensor=x, include_top=False, pooling='avg', variant='slim_v2', output_stride=16,
+                   scope='tower')
+    assert model.features.shape.as_list() == [2, 2048]
+    assert model.endpoints['stage4'].shape.as_list() == [2, SIZE // 16, SIZE // 16, 2048]
+    assert model.variables[0].op.name == 'tower/resnet_v2_50/conv1/weights'
+    assert model.local_name(model.variables[0]) == 'resnet_v2_50/conv1/weights'
+    assert set(map(model.local_name, model.variables)) == {n for n in slim_shapes(2) if '/logits/' not in n}
 
 
 def test_bad_options_name_what_is_wrong():
