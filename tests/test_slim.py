@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli
+from conftest import error_lines, run_cli
 from resnet_graph.nets import variants
 from resnet_graph.nets.model import ResNet
 from resnet_graph.summary import summarize
@@ -296,3 +296,12 @@ def test_parameter_counts_of_resnet50():
     result = run_cli('summary', '--variant', 'slim_v1', '--depth', '50')
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-2].split()[:2] == ['total', '25,557,032']
+
+
+def test_train_refuses_a_depth_slim_lacks_before_tensorflow(tmp_path):
+    result = run_cli('train', '--model_dir', tmp_path / 'run', '--variant', 'slim_v1', '--depth', '18')
+    assert result.returncode == 2, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith('resnet_graph.train: error: ') and \
+        'variant=slim_v1 has depths 50, 101, 152 (resnet_v1_50/101/152), got 18' in lines[0], lines
+    assert 'Traceback' not in result.stderr and not (tmp_path / 'run').exists()
