@@ -94,8 +94,8 @@ def np_conv(x, w, stride=1, rate=1):
     total = (k - 1) * rate
     x = np.pad(x, [(0, 0), (total // 2, total - total // 2), (total // 2, total - total // 2), (0, 0)])
     out_h, out_w = (x.shape[1] - total - 1) // stride + 1, (x.shape[2] - total - 1) // stride + 1
-    taps = [x[:, i * rate:i * rate + (out_h - 1) * stride + 1:stride, j * rate:j * rate + (out_w - 1) * stride + 1:stride]
-            for i in range(k) for j in range(k)]
+    rows, cols = (out_h - 1) * stride + 1, (out_w - 1) * stride + 1
+    taps = [x[:, i * rate:i * rate + rows:stride, j * rate:j * rate + cols:stride] for i in range(k) for j in range(k)]
     return np.tensordot(np.stack(taps, axis=3), w.reshape(k * k, w.shape[2], w.shape[3]), axes=([3, 4], [0, 1]))
 
 
@@ -237,6 +237,12 @@ def test_weights_argument_restores_a_slim_checkpoint(slim_checkpoint):
             logits = sess.run(model.logits, {model.input_x: batch})
     assert len(model.weights_report['restored']) == len(values) and not model.weights_report['fresh']
     assert close(logits, np_slim(values, batch, version)[0])
+    # A new head: the error names Slim's head scope, and excluding it leaves exactly the logits fresh.
+    with tf.Graph().as_default(), pytest.raises(ValueError, match=r'weights_exclude=\["logits/"\]'):
+        ResNet(50, 10, SIZE, SIZE, 3, variant='slim_v1', weights=prefix)
+    with tf.Graph().as_default():
+        model = ResNet(50, 10, SIZE, SIZE, 3, variant='slim_v1', weights=prefix, weights_exclude=('logits/',))
+    assert model.weights_report['fresh'] == ['resnet_v1_50/logits/weights', 'resnet_v1_50/logits/biases']
 
 
 def test_output_stride_runs_atrous_like_slim(slim_checkpoint):

@@ -108,7 +108,7 @@ def conv(net, x, filters, size, stride=1, rate=1, name='conv', biases=False, bat
 
 
 def subsample(net, x, stride):
-    """resnet_utils.subsample: ``x`` itself for stride 1, else a 1x1 max-pool with that stride (every stride-th position)."""
+    """resnet_utils.subsample: ``x`` for stride 1, else a 1x1 max-pool of that stride: [N, ceil(H/s), ceil(W/s), C]."""
     if stride == 1:
         return x
     return layers.max_pool(x, 1, stride, name='shortcut', data_format=net.data_format)
