@@ -106,7 +106,8 @@ def define_architecture(defaults=T):
                       'NCHW needs a GPU.')
     flags.DEFINE_enum('variant', defaults['variant'], variants.VARIANTS, 'standard; keras (the layout of '
                       'keras.applications ResNets, for imported weights); legacy (the legacy trainer\'s graph and '
-                      'variable names, to restore its checkpoints).')
+                      'variable names, to restore its checkpoints); slim_v1, slim_v2 (TF-Slim\'s resnet_v1/resnet_v2 '
+                      'graphs and variable names, for its model-zoo checkpoints; depths 50, 101, 152).')
 
 
 def define_data():

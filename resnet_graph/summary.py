@@ -19,6 +19,7 @@ from resnet_graph.errors import UsageError, require
 FLAGS = run_flags.FLAGS
 # The legacy variant's names -> the rows of the table.
 _LEGACY_ROWS = ((r'First_Conv', 'stem'), (r'max_pool', 'stem'), (r'dense/', 'head'))
+_SLIM_ROWS = {'conv1': 'stem', 'pool1': 'stem', 'postnorm': 'post_norm', 'logits': 'head', 'pool5': 'head'}
 
 
 def row_of(name):
@@ -26,6 +27,9 @@ def row_of(name):
     match = re.match(r'(stem|stage\d+|post_norm|head)/', name)
     if match:
         return match.group(1)
+    match = re.match(r'resnet_v[12]_\d+/(conv1|pool1|block(\d+)|postnorm|logits|pool5)\b', name)  # Slim's
+    if match:
+        return _SLIM_ROWS.get(match.group(1)) or 'stage' + match.group(2)
     match = re.match(r'stack_(\d+)_', name)
     if match:
         return 'stage%d' % (int(match.group(1)) + 1)

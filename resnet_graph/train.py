@@ -100,8 +100,9 @@ def validate_finetune(cfg):
     stages = len(variants.resolve(cfg['depth'], **variants.from_config(cfg)).num_blocks)
     require(0 <= cfg['freeze_stages'] <= stages, '--freeze_stages must be in [0, %d] (the stages of this network), '
             'got %s' % (stages, cfg['freeze_stages']))
-    require(not cfg['freeze_stages'] or cfg.get('variant', 'standard') != 'legacy', '--freeze_stages does not '
-            'apply to --variant legacy (its layers are not named by stage); fine-tune it without freezing')
+    variant = cfg.get('variant', 'standard')
+    require(not cfg['freeze_stages'] or variant not in ('legacy',) + variants.SLIM_VARIANTS, '--freeze_stages does '
+            'not apply to --variant %s (its layers are not named by stage); fine-tune it without freezing' % variant)
     for flag in ('warm_start_exclude', 'freeze_stages'):
         require(cfg['warm_start_from'] or not cfg[flag], '--%s needs --warm_start_from (a trained run directory '
                 'or checkpoint)' % flag)

@@ -101,7 +101,7 @@ class ResNet(object):
         after them (softmax, loss, metrics) are float32; endpoints and
         ``features`` are in ``dtype``.
       architecture, shortcut, resnet_version, stride_in, width_multiplier,
-      no_residual, data_format, variant: the variants (``resnet_graph/variants.py``
+      no_residual, data_format, variant, output_stride: the variants (``resnet_graph/variants.py``
         says what each does; ``self.spec`` holds them resolved).
 
     Attributes (tensors): input_x [N,H,W,C], endpoints (dict 'stem', 'stage1'..
@@ -122,9 +122,9 @@ class ResNet(object):
                  zero_init_residual=True, conv='shape_aware', classes=None, input_shape=None, architecture='auto',
                  shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0, no_residual=False,
                  data_format='NHWC', variant='standard', cross_replica_sum=None, fold_bn=False,
-                 dtype='float32'):
+                 dtype='float32', output_stride=None):
         self.spec = variants.resolve(depth, architecture, shortcut, resnet_version, stride_in, width_multiplier,
-                                     no_residual, data_format, variant)
+                                     no_residual, data_format, variant, output_stride=output_stride)
         if classes is not None:
             if not include_top:
                 raise ValueError('classes=%r needs include_top=True (there is no classifier without the top)'
@@ -173,7 +173,7 @@ class ResNet(object):
         self.features = features
         self.update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS)[updates_before:]
         self.trainable_variables = [v for v in self.variables if v.trainable]
-        self.decayed_kernels = [v for v in self.variables if v.op.name.endswith('/kernel')]
+        self.decayed_kernels = [v for v in self.variables if v.op.name.endswith(('/kernel', '/weights'))]  # Slim's
         self.regularization_loss = self._weight_decay_loss()
         if include_top:
             self.input_y = self._labels(label_tensor)
@@ -261,6 +261,9 @@ class ResNet(object):
         if self.spec.variant == 'legacy':
             from resnet_graph.nets import legacy
             return legacy.backbone(self, x)
+        if self.spec.variant in variants.SLIM_VARIANTS:
+            from resnet_graph.nets import slim
+            return slim.backbone(self, x)
         with v1.variable_scope('stem'):
             x = self.stem(x)
         self.endpoints['stem'] = x
@@ -304,6 +307,9 @@ class ResNet(object):
         if self.spec.variant == 'legacy':
             from resnet_graph.nets import legacy
             return legacy.head(self, x)
+        if self.spec.variant in variants.SLIM_VARIANTS:
+            from resnet_graph.nets import slim
+            return slim.head(self, x)
         with v1.variable_scope('head'):
             x = layers.global_avg_pool(x, data_format=self.data_format)
             return layers.dense(x, self.num_classes)

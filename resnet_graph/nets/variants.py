@@ -31,7 +31,12 @@ Variants:
   variant       'standard' (resnet_graph's names and padding); 'keras' (the
                 layout of keras.applications.ResNet50/101/152: conv biases, BN
                 epsilon 1.001e-5, stride in the 1x1, zero-padded 7x7 and max-pool);
-                'legacy' (the legacy trainer's graph and variable names).
+                'legacy' (the legacy trainer's graph and variable names);
+                'slim_v1', 'slim_v2' (TF-Slim's resnet_v1_<depth> / resnet_v2_<depth>, their
+                graphs and variable names: ``slim.py``; slim_v2 is pre-activation whatever
+                resnet_version says).
+  output_stride None (32), or 4, 8, 16 with a slim variant: Slim's dense prediction (the
+                later units run unstrided, their 3x3 atrous).
 """
 import collections
 
@@ -53,8 +58,11 @@ SHORTCUTS = ('auto', 'A', 'B')
 VERSIONS = (1, 2)
 STRIDE_IN = ('1x1', '3x3')
 DATA_FORMATS = ('NHWC', 'NCHW')
-VARIANTS = ('standard', 'keras', 'legacy')
-BN_EPSILON = {'standard': 1e-5, 'keras': 1.001e-5, 'legacy': 1e-3}  # ours; Keras's ResNets; tf.layers' default
+SLIM_VARIANTS = ('slim_v1', 'slim_v2')
+VARIANTS = ('standard', 'keras', 'legacy') + SLIM_VARIANTS
+OUTPUT_STRIDES = (None, 4, 8, 16, 32)
+BN_EPSILON = {'standard': 1e-5, 'keras': 1.001e-5, 'legacy': 1e-3,  # ours; Keras's ResNets; tf.layers' default
+              'slim_v1': 1e-5, 'slim_v2': 1e-5}  # slim's resnet_arg_scope
 CIFAR_RULE = '6n+2 (20, 32, 44, 56, 110, ...)'
 DEPTH_RULE = '%s (ImageNet-style) or %s (CIFAR-style)' % (
     ', '.join(str(d) for d in sorted(IMAGENET_STAGES)), CIFAR_RULE)
@@ -67,7 +75,7 @@ DEFAULTS = {key: config.TRAIN[key] for key in ('architecture', 'shortcut', 'resn
 Spec = collections.namedtuple('Spec', [
     'depth', 'architecture', 'block_kind', 'num_blocks', 'inner_widths', 'out_widths', 'stem_width', 'shortcut',
     'resnet_version', 'stride_in', 'width_multiplier', 'no_residual', 'data_format', 'variant',
-    'conv_bias', 'bn_epsilon'])
+    'conv_bias', 'bn_epsilon', 'output_stride'], defaults=(None,))
 
 
 def is_cifar_depth(depth):
@@ -80,15 +88,19 @@ def _one_of(name, value, allowed):
 
 
 def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0,
-            no_residual=False, data_format='NHWC', variant='standard'):
+            no_residual=False, data_format='NHWC', variant='standard', output_stride=None):
     """Checks the options and returns the ``Spec`` of the network they describe.
 
     Raises ValueError naming the first bad option (and the valid values).
     """
     for name, value, allowed in (('architecture', architecture, ARCHITECTURES), ('shortcut', shortcut, SHORTCUTS),
                                  ('resnet_version', resnet_version, VERSIONS), ('stride_in', stride_in, STRIDE_IN),
-                                 ('data_format', data_format, DATA_FORMATS), ('variant', variant, VARIANTS)):
+                                 ('data_format', data_format, DATA_FORMATS), ('variant', variant, VARIANTS),
+                                 ('output_stride', output_stride, OUTPUT_STRIDES)):
         _one_of(name, value, allowed)
+    if output_stride is not None and variant not in SLIM_VARIANTS:
+        raise ValueError('output_stride=%r needs variant slim_v1 or slim_v2 (Slim\'s dense prediction)'
+                         % (output_stride,))
     if not width_multiplier > 0:
         raise ValueError('width_multiplier must be positive, got %r' % (width_multiplier,))
     if architecture == 'auto':
@@ -106,7 +118,8 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
                          % (depth, CIFAR_RULE))
     if variant != 'standard':
         _check_variant(depth, variant, architecture, shortcut, resnet_version, width_multiplier, no_residual)
-        shortcut, stride_in = 'B', '1x1'
+        shortcut, stride_in = 'B', '3x3' if variant in SLIM_VARIANTS else '1x1'
+        resnet_version = 2 if variant == 'slim_v2' else 1
     if shortcut == 'auto':
         shortcut = 'A' if architecture == 'cifar' else 'B'
     if architecture == 'cifar':
@@ -122,13 +135,15 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
                          'first stage %d channels wide after a %d-channel stem; use shortcut=B or a multiplier >= 1'
                          % (width_multiplier, out[0], stem))
     return Spec(depth, architecture, kind, blocks, inner, out, stem, shortcut, resnet_version, stride_in,
-                width_multiplier, bool(no_residual), data_format, variant, conv_bias=variant != 'standard',
-                bn_epsilon=BN_EPSILON[variant])
+                width_multiplier, bool(no_residual), data_format, variant,
+                conv_bias=variant not in ('standard', 'slim_v1'), bn_epsilon=BN_EPSILON[variant],
+                output_stride=output_stride)
 
 
 def _check_variant(depth, variant, architecture, shortcut, resnet_version, width_multiplier, no_residual):
-    what = {'keras': 'keras.applications', 'legacy': 'the legacy trainer'}[variant]
-    if resnet_version != 1:
+    what = {'keras': 'keras.applications', 'legacy': 'the legacy trainer', 'slim_v1': "TF-Slim's resnet_v1",
+            'slim_v2': "TF-Slim's resnet_v2"}[variant]
+    if resnet_version != 1 and variant != 'slim_v2':
         raise ValueError('resnet_version=%r cannot be combined with variant=%s: %s builds v1 ResNets only'
                          % (resnet_version, variant, what))
     if architecture != 'imagenet':
@@ -136,6 +151,9 @@ def _check_variant(depth, variant, architecture, shortcut, resnet_version, width
                          % (architecture, variant, what))
     if variant == 'keras' and depth not in (50, 101, 152):
         raise ValueError('variant=keras has depths 50, 101, 152 (keras.applications.ResNet50/101/152), got %r' % depth)
+    if variant in SLIM_VARIANTS and depth not in (50, 101, 152):
+        raise ValueError('variant=%s has depths 50, 101, 152 (%s_50/101/152), got %r'
+                         % (variant, variant.replace('slim', 'resnet'), depth))
     if shortcut == 'A' or width_multiplier != 1 or no_residual:
         raise ValueError('variant=%s reproduces %s exactly: shortcut A, width_multiplier and no_residual do not '
                          'apply' % (variant, what))

@@ -31,9 +31,10 @@ def init_from(variables, weights, exclude, num_classes):
             raise ValueError('weights=%s has no variable %s; pass weights_exclude=[...] for layers it '
                              'does not hold' % (weights, name))
         if list(saved[name]) != variable.shape.as_list():
+            head = 'logits/' if '/logits/' in name else 'head/'  # TF-Slim's classifier scope, or ours
             raise ValueError('weights=%s holds %s with shape %s, the network has %s (classes=%s?); '
-                             'exclude it with weights_exclude=["head/"] to train a new head'
-                             % (weights, name, saved[name], variable.shape.as_list(), num_classes))
+                             'exclude it with weights_exclude=["%s"] to train a new head'
+                             % (weights, name, saved[name], variable.shape.as_list(), num_classes, head))
         mapping[name] = variable
         restored.append(name)
     v1.train.init_from_checkpoint(path, mapping)
