@@ -70,7 +70,8 @@ class ResNet(object):
       reuse: True or tf.compat.v1.AUTO_REUSE to share the variables of an earlier
         build in the same scope (a second tower).
       weight_decay: L2 factor on conv and dense kernels (not BN, not biases).
-      bn_momentum: decay of the batch-norm moving averages per step.
+      bn_momentum: decay of the batch-norm moving averages per step (None: 0.9; the
+        official variants' 0.997).
       zero_init_residual: start the last BN gamma of every block at 0.
       fast_conv: use the exact shape-aware convolutions of ``layers.conv2d``
         (the train flag ``--conv shape_aware``, its default); False: plain
@@ -105,7 +106,7 @@ class ResNet(object):
 
     def __init__(self, depth=50, num_classes=10, height=32, width=32, channels=1, input_tensor=None,
                  label_tensor=None, training=None, include_top=True, pooling=None, weights=None,
-                 weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=0.9,
+                 weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=None,
                  zero_init_residual=True, fast_conv=True, classes=None, input_shape=None, architecture='auto',
                  shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0, no_residual=False,
                  data_format='NHWC', variant='standard', cross_replica_sum=None, fold_bn=False,
@@ -129,7 +130,8 @@ class ResNet(object):
         self.block_kind, self.num_blocks = self.spec.block_kind, self.spec.num_blocks
         self.data_format = data_format
         self.weight_decay = weight_decay
-        self.bn_momentum = bn_momentum
+        self.bn_momentum = bn_momentum if bn_momentum is not None else (
+            0.997 if self.spec.variant in variants.OFFICIAL else 0.9)
         self.zero_init_residual = zero_init_residual
         self.fast_conv = fast_conv
         self.dtype = compute_dtype(dtype)
@@ -265,6 +267,9 @@ class ResNet(object):
         if self.spec.variant == 'legacy':
             from resnet_graph.nets import legacy
             return legacy.backbone(self, x)
+        if self.spec.variant in variants.OFFICIAL:
+            from resnet_graph.nets import official
+            return official.backbone(self, x)
         with v1.variable_scope('stem'):
             x = self.stem(x)
         self.endpoints['stem'] = x
@@ -308,6 +313,9 @@ class ResNet(object):
         if self.spec.variant == 'legacy':
             from resnet_graph.nets import legacy
             return legacy.head(self, x)
+        if self.spec.variant in variants.OFFICIAL:
+            from resnet_graph.nets import official
+            return official.head(self, x)
         with v1.variable_scope('head'):
             x = layers.global_avg_pool(x, data_format=self.data_format)
             return layers.dense(x, self.num_classes)

@@ -31,7 +31,10 @@ Variants:
   variant       'standard' (resnet_graph's names and padding); 'keras' (the
                 layout of keras.applications.ResNet50/101/152: conv biases, BN
                 epsilon 1.001e-5, stride in the 1x1, zero-padded 7x7 and max-pool);
-                'legacy' (the legacy trainer's graph and variable names).
+                'legacy' (the legacy trainer's graph and variable names);
+                'official_v1' / 'official_v2' (tensorflow/models official r1
+                ResNet v1.5 / v2 under its tf.layers names, nets/official.py;
+                the variant sets resnet_version).
 """
 import collections
 
@@ -51,8 +54,10 @@ SHORTCUTS = ('auto', 'A', 'B')
 VERSIONS = (1, 2)
 STRIDE_IN = ('1x1', '3x3')
 DATA_FORMATS = ('NHWC', 'NCHW')
-VARIANTS = ('standard', 'keras', 'legacy')
-BN_EPSILON = {'standard': 1e-5, 'keras': 1.001e-5, 'legacy': 1e-3}  # ours; Keras's ResNets; tf.layers' default
+VARIANTS = ('standard', 'keras', 'legacy', 'official_v1', 'official_v2')
+OFFICIAL = {'official_v1': 1, 'official_v2': 2}  # official r1's variants -> their resnet_version
+BN_EPSILON = {'standard': 1e-5, 'keras': 1.001e-5, 'legacy': 1e-3,  # ours; Keras's ResNets; tf.layers' default
+              'official_v1': 1e-5, 'official_v2': 1e-5}
 CIFAR_RULE = '6n+2 (20, 32, 44, 56, 110, ...)'
 DEPTH_RULE = '%s (ImageNet-style) or %s (CIFAR-style)' % (
     ', '.join(str(d) for d in sorted(IMAGENET_STAGES)), CIFAR_RULE)
@@ -104,7 +109,8 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
                          % (depth, CIFAR_RULE))
     if variant != 'standard':
         _check_variant(depth, variant, architecture, shortcut, resnet_version, width_multiplier, no_residual)
-        shortcut, stride_in = 'B', '1x1'
+        shortcut, stride_in = 'B', '3x3' if variant in OFFICIAL else '1x1'
+        resnet_version = OFFICIAL.get(variant, resnet_version)
     if shortcut == 'auto':
         shortcut = 'A' if architecture == 'cifar' else 'B'
     if architecture == 'cifar':
@@ -120,15 +126,19 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
                          'first stage %d channels wide after a %d-channel stem; use shortcut=B or a multiplier >= 1'
                          % (width_multiplier, out[0], stem))
     return Spec(depth, architecture, kind, blocks, inner, out, stem, shortcut, resnet_version, stride_in,
-                width_multiplier, bool(no_residual), data_format, variant, conv_bias=variant != 'standard',
+                width_multiplier, bool(no_residual), data_format, variant, conv_bias=variant in ('keras', 'legacy'),
                 bn_epsilon=BN_EPSILON[variant])
 
 
 def _check_variant(depth, variant, architecture, shortcut, resnet_version, width_multiplier, no_residual):
-    what = {'keras': 'keras.applications', 'legacy': 'the legacy trainer'}[variant]
-    if resnet_version != 1:
+    what = {'keras': 'keras.applications', 'legacy': 'the legacy trainer', 'official_v1': 'official r1 v1.5',
+            'official_v2': 'official r1 v2'}[variant]
+    if resnet_version != 1 and variant not in OFFICIAL:
         raise ValueError('resnet_version=%r cannot be combined with variant=%s: %s builds v1 ResNets only'
                          % (resnet_version, variant, what))
+    if variant in OFFICIAL and resnet_version not in (1, OFFICIAL[variant]):
+        raise ValueError('resnet_version=%r cannot be combined with variant=%s: the variant is version %d'
+                         % (resnet_version, variant, OFFICIAL[variant]))
     if architecture != 'imagenet':
         raise ValueError('architecture=%s cannot be combined with variant=%s: %s has ImageNet-style ResNets only'
                          % (architecture, variant, what))
