@@ -82,7 +82,7 @@ def check_fits(prefix, variables, local_name, hint=''):
         saved = dict(tf.compat.v1.train.list_variables(prefix))
     except (tf.errors.OpError, ValueError) as e:
         raise UsageError('%s is not a readable TensorFlow checkpoint prefix (%s)' % (prefix, str(e).split('\n')[0]))
-    head = set(variables[-2:])
+    head = {local_name(v) for v in variables[-2:]}
     for variable in variables:
         name, shape = local_name(variable), variable.shape.as_list()
         if name not in saved:
@@ -91,7 +91,7 @@ def check_fits(prefix, variables, local_name, hint=''):
         if list(saved[name]) != shape:
             raise UsageError('checkpoint %s holds %s with shape %s, the network has %s%s'
                              % (prefix, name, list(saved[name]), shape,
-                                ' (pass --num_classes %d)' % saved[name][-1] if variable in head else hint))
+                                ' (pass --num_classes %d)' % saved[name][-1] if name in head else hint))
 
 
 def checkpoint_weights(cfg, prefix):
@@ -145,8 +145,10 @@ def describe(cfg):
 def check_dataset(cfg, model_dir, loader_classes=None):
     """Raises UsageError when an imported run has no data set or one of another class count."""
     if cfg.get('dataset') is None:
-        raise UsageError('%s was imported (%s, %d classes) and records no data set to evaluate on'
-                         % (model_dir, cfg.get('imported', {}).get('family', 'weights'), cfg['num_classes']))
+        raise UsageError('%s was imported (%s, %d classes) and records no data set to evaluate on; predict and '
+                         'export take it, or train on your data with --warm_start_from %s'
+                         % (model_dir, cfg.get('imported', {}).get('family', 'weights'), cfg['num_classes'],
+                            model_dir))
     if loader_classes is not None and loader_classes != cfg['num_classes']:
         raise UsageError('%s is a %d-class network; its data set %s has %d classes: evaluate needs a data set '
                          'of the network\'s classes' % (model_dir, cfg['num_classes'], cfg['dataset'],
