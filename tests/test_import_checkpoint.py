@@ -92,8 +92,9 @@ def test_export_serves_the_reference_class(imported, image, tmp_path):
 @pytest.mark.parametrize('args, message', [
     (['--variant', 'official_v2'], 'holds resnet_model/batch_normalization_1/gamma with shape [256], the network '
                                    'has [64] (another --variant or --depth?)'),
-    (['--variant', 'official_v1', '--depth', '101'], 'holds resnet_model/conv2d_43/kernel with shape '
-                                                     '[1, 1, 1024, 2048], the network has [1, 1, 1024, 256] (another --variant or --depth?)'),
+    (['--variant', 'official_v1', '--depth', '101'], 'holds resnet_model/conv2d_43/kernel with shape [1, 1, 1024, '
+                                                     '2048], the network has [1, 1, 1024, 256] (another --variant '
+                                                     'or --depth?)'),
     (['--variant', 'official_v1', '--num_classes', '10'], 'holds resnet_model/dense/kernel with shape [2048, 1001], '
                                                           'the network has [2048, 10] (pass --num_classes 1001)'),
 ])
