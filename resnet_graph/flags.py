@@ -83,7 +83,21 @@ def define_import_keras():
     flags.DEFINE_string('weights', None, 'The Keras file: .keras, .h5 (full model or weights) or .weights.h5.')
     flags.DEFINE_string('model_dir', None, 'The run directory to write (must not hold a run).')
     flags.DEFINE_integer('image_size', 224, 'Image side recorded for evaluate and predict (Keras: 224).')
+    flags.DEFINE_string('labels', None, 'A file of class names, one a line (default: the class indices).')
     flags.mark_flag_as_required('model')
+
+
+def define_import_checkpoint():
+    """Flags of resnet_graph.import_checkpoint."""
+    flags.DEFINE_enum('variant', None, ['slim_v1', 'slim_v2', 'official_v1', 'official_v2'], 'The family of '
+                      'the checkpoint: TF-Slim resnet_v1/v2 or tensorflow/models official r1 v1.5/v2.')
+    flags.DEFINE_integer('depth', 50, 'ResNet depth: 50, 101 or 152 (official: also 18, 34).')
+    flags.DEFINE_string('checkpoint', None, 'The checkpoint prefix (the path without .index).')
+    flags.DEFINE_string('model_dir', None, 'The run directory to write (must not hold a run).')
+    flags.DEFINE_integer('num_classes', None, 'Classifier width (default: the family\'s 1000 or 1001).')
+    flags.DEFINE_string('labels', None, 'A file of class names, one a line (default: the class indices).')
+    flags.DEFINE_integer('image_size', 224, 'Image side recorded for evaluate, predict and export.')
+    flags.mark_flag_as_required('variant')
 
 
 def define_architecture(defaults=T):

@@ -14,7 +14,9 @@ and std = 1/255 for R, G, B, and the import reverses the input-channel axis of
 the first convolution's kernel: the network then takes RGB and computes
 exactly what Keras computes on the BGR image. ``image_size`` is recorded as
 224 (``--image_size``), Keras's ImageNet resolution (the network itself takes
-any size); ``num_classes`` is the classifier's width in the file.
+any size), and said in the output; ``num_classes`` is the classifier's width in the
+file, ``class_names`` come from ``--labels FILE`` (else the indices); the run
+records no data set (``resnet_graph/serving/imported.py``).
 """
 import os
 
@@ -23,7 +25,6 @@ from resnet_graph import flags as run_flags
 from resnet_graph.errors import UsageError, require
 
 MODELS = {'resnet50': 50, 'resnet101': 101, 'resnet152': 152}
-CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 IMAGENET_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/resnet/'
                 '%s_weights_tf_dim_ordering_tf_kernels.h5')
 
@@ -65,23 +66,66 @@ def _is_full_model(path):
         return 'model_config' in f.attrs
 
 
+def _check_format(path):
+    """UsageError unless ``path`` is a zip archive (.keras) or an HDF5 file (.h5, .weights.h5)."""
+    import zipfile
+    import h5py
+    if path.endswith('.keras'):
+        require(zipfile.is_zipfile(path), '%s is not a Keras archive: a .keras file is a zip archive (saved by '
+                'model.save); give a .keras, .h5 or .weights.h5 file' % path)
+    else:
+        require(h5py.is_hdf5(path), '%s is not an HDF5 file: a .h5 or .weights.h5 Keras file is one (saved by '
+                'model.save_weights); give a .keras, .h5 or .weights.h5 file' % path)
+
+
+def _weighted_layers(path):
+    """The number of layers holding weights in an .h5 weights file (legacy or Keras 3 layout)."""
+    import h5py
+    groups = set()
+    with h5py.File(path, 'r') as f:
+        def visit(name, item):
+            if isinstance(item, h5py.Dataset):  # legacy: <layer>/<layer>/kernel:0; Keras 3: layers/<layer>/vars/0
+                groups.add(name.split('/vars/')[0] if '/vars/' in name else name.split('/')[0])
+        f.visititems(visit)
+    return len(groups)
+
+
+def _depth_of(path, depth):
+    """The keras.applications ResNet depth whose weighted layer count the file has (``depth`` if it fits)."""
+    count = _weighted_layers(path)
+    for candidate in (depth, 50, 101, 152):
+        if count == len(layer_map(candidate)):
+            return candidate
+    raise UsageError('%s holds %d layers with weights, keras.applications.ResNet%d has %d: it is another model'
+                     % (path, count, depth, len(layer_map(depth))))
+
+
 def load_keras(path, name):
-    """The Keras model held by ``path`` (weights loaded); UsageError when the file cannot be one of ours."""
+    """The Keras model held by ``path`` (weights loaded); UsageError when the file cannot be one of ours.
+
+    A weights file of another ResNet depth is loaded into that depth's model, so that ``keras_weights``
+    names the layers that differ.
+    """
+    import warnings
     import keras
+    _check_format(path)
     try:
-        if path.endswith('.keras') or _is_full_model(path):
-            return keras.models.load_model(path, compile=False)
-        classes = _classes_in(path)
-        require(classes, '%s holds no single classifier layer (an include_top=False file, or not a %s?); import '
-                'needs the weights of the whole keras.applications model' % (path, name))
-        builder = {'resnet50': keras.applications.ResNet50, 'resnet101': keras.applications.ResNet101,
-                   'resnet152': keras.applications.ResNet152}[name]
-        model = builder(weights=None, classes=classes, classifier_activation=None)
-        model.load_weights(path)
-        return model
+        with warnings.catch_warnings():  # Keras warns per layer it cannot match; we say it in one line
+            warnings.simplefilter('ignore')
+            if path.endswith('.keras') or _is_full_model(path):
+                return keras.models.load_model(path, compile=False)
+            classes = _classes_in(path)
+            require(classes, '%s holds no single classifier layer (an include_top=False file, or not a %s?); '
+                    'import needs the weights of the whole keras.applications model' % (path, name))
+            depth = _depth_of(path, MODELS[name])
+            builder = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101,
+                       152: keras.applications.ResNet152}[depth]
+            model = builder(weights=None, classes=classes, classifier_activation=None)
+            model.load_weights(path)
+            return model
     except UsageError:
         raise
-    except Exception as e:  # Keras says why in its own words: a file of another model, a broken file
+    except Exception as e:  # Keras says why in its own words: a broken file
         raise UsageError('%s is not a Keras %s file: %s' % (path, name, ' '.join(str(e).split())[:300]))
 
 
@@ -91,10 +135,12 @@ def keras_weights(model, name, depth):
     layers = {layer.name: layer for layer in model.layers if layer.weights}
     missing = sorted(set(mapping.values()) - set(layers))
     extra = sorted(set(layers) - set(mapping.values()))
-    require(not missing and not extra, 'the Keras file holds another model than keras.applications.%s: %s'
+    other = [d for d in (50, 101, 152) if set(layer_map(d).values()) == set(layers)]
+    require(not missing and not extra, 'the Keras file holds another model than keras.applications.%s: %s%s'
             % (name.replace('resnet', 'ResNet'), '; '.join(
                 (['missing layers %s' % ', '.join(missing[:3])] if missing else [])
-                + (['unexpected layers %s' % ', '.join(extra[:3])] if extra else []))))
+                + (['unexpected layers %s' % ', '.join(extra[:3])] if extra else [])),
+               ' (it is keras.applications.ResNet%d: --model resnet%d)' % (other[0], other[0]) if other else ''))
     weights = {}
     for scope, layer_name in mapping.items():
         kind = 'dense' if scope == 'head/dense' else scope.rsplit('/', 1)[1].rstrip('0123456789')
@@ -108,40 +154,17 @@ def keras_weights(model, name, depth):
     return weights
 
 
-def run_config(depth, num_classes, image_size, model_dir):
-    """The config.json of an imported run."""
-    import config
-    return dict(config.TRAIN, depth=depth, num_classes=num_classes, image_size=image_size, channels=3,
-                model_dir=model_dir, variant='keras', architecture='imagenet', stride_in='1x1', shortcut='B',
-                mean=[m / 255.0 for m in CAFFE_MEAN_RGB], std=[1 / 255.0] * 3)
+def run_config(depth, num_classes, image_size, model_dir, labels=None, source=''):
+    """The config.json of an imported run (``labels``: a file of class names, one a line, or None)."""
+    from resnet_graph.serving import imported
+    return imported.run_config('keras', depth, num_classes, image_size, model_dir,
+                               imported.class_names(num_classes, labels), source)
 
 
 def write_run(cfg, weights):
-    """Builds the run's graph, loads ``weights`` (name -> array) and saves config.json + best/model.ckpt-0.
-
-    Returns the checkpoint prefix.
-    """
-    import tensorflow as tf
-    from resnet_graph.nets.model import ResNet
-    from resnet_graph.training.run_dir import RunDir
-    v1 = tf.compat.v1
-    run = RunDir(cfg['model_dir'])
-    with tf.Graph().as_default():
-        model = ResNet.from_config(cfg, training=False)
-        names = {model.local_name(v): v for v in model.variables}
-        assert set(names) == set(weights), sorted(set(names) ^ set(weights))[:5]
-        for name, variable in names.items():
-            require(list(weights[name].shape) == variable.shape.as_list(), 'Keras weight %s has shape %s, '
-                    'the network %s' % (name, weights[name].shape, variable.shape.as_list()))
-        with v1.Session() as sess:
-            # One run of the initialisers with their initial values fed: every variable takes its weight.
-            sess.run([v.initializer for v in names.values()],
-                     {v.initializer.inputs[1]: weights[name] for name, v in names.items()})
-            run.create()
-            prefix = v1.train.Saver(model.variables).save(sess, os.path.join(run.best_dir, 'model.ckpt'),
-                                                         global_step=0, write_meta_graph=False)
-    run.save_config(cfg)
-    return prefix
+    """Saves config.json + best/model.ckpt-0 of ``weights`` (name -> array); returns the checkpoint prefix."""
+    from resnet_graph.serving import imported
+    return imported.write_run(cfg, weights, what='Keras weight')
 
 
 def main(args):
@@ -161,11 +184,14 @@ def main(args):
     depth = MODELS[FLAGS.model]
     model = load_keras(FLAGS.weights, FLAGS.model)
     weights = keras_weights(model, FLAGS.model, depth)
-    cfg = run_config(depth, int(weights['head/dense/bias'].shape[0]), FLAGS.image_size, FLAGS.model_dir)
+    cfg = run_config(depth, int(weights['head/dense/bias'].shape[0]), FLAGS.image_size, FLAGS.model_dir,
+                     FLAGS.labels, os.path.abspath(FLAGS.weights))
     prefix = write_run(cfg, weights)
-    print('imported keras.applications.%s (%d classes) from %s: %s; config %s'
-          % (FLAGS.model.replace('resnet', 'ResNet'), cfg['num_classes'], FLAGS.weights, prefix,
+    print('imported keras.applications.%s from %s: %s; config %s'
+          % (FLAGS.model.replace('resnet', 'ResNet'), FLAGS.weights, prefix,
              os.path.join(FLAGS.model_dir, 'config.json')))
+    from resnet_graph.serving.imported import describe
+    print(describe(cfg))
 
 
 def cli_main():

@@ -98,16 +98,15 @@ def read_image(path, preprocessor, max_pixels=None):
 
 def predict_files(restored, paths, top_k, max_pixels=None):
     """Returns one dict per path: {file, top_k: [{class, name, probability}]} or {file, error}."""
-    loader, model = restored.loader, restored.model
-    names = loader.source.class_names
+    preprocessor, model, names = restored.preprocessor, restored.model, restored.class_names
     results = []
     for path in paths:
         try:
-            image = read_image(path, loader.preprocessor, max_pixels)
+            image = read_image(path, preprocessor, max_pixels)
         except ValueError as e:
             results.append(dict(file=path, error=str(e)))
             continue
-        batch = loader.preprocessor(image[None])
+        batch = preprocessor(image[None])
         probabilities = restored.session.run(model.probabilities, {model.input_x: batch})[0]
         best = np.argsort(-probabilities)[:top_k]
         results.append(dict(file=path, top_k=[dict(

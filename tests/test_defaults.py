@@ -45,13 +45,16 @@ def _into(define, values):
 def test_resnet_signature_defaults_agree_with_config():
     from resnet_graph.nets.model import ResNet
     parameters = inspect.signature(ResNet.__init__).parameters
-    # channels: the flag's 0 means 'the data set's own', which a network alone has no data set to take.
-    shared = [name for name in parameters if name in config.TRAIN and name not in ('weight_decay', 'channels')]
-    assert {'depth', 'bn_momentum', 'conv', 'dtype', 'variant', 'architecture', 'resnet_version'} <= set(shared)
+    # channels: the flag's 0 means 'the data set's own', which a network alone has no data set to take;
+    # bn_momentum None: the variant's own (official r1's 0.997, else config's).
+    shared = [name for name in parameters if name in config.TRAIN
+              and name not in ('weight_decay', 'channels', 'bn_momentum')]
+    assert {'depth', 'conv', 'dtype', 'variant', 'architecture', 'resnet_version'} <= set(shared)
     for name in shared:
         assert parameters[name].default == config.TRAIN[name], name
     # The network alone adds no L2 term unless asked; the train command passes --weight_decay.
     assert parameters['weight_decay'].default == 0.0
+    assert parameters['bn_momentum'].default is None
 
 
 def test_variant_defaults_are_config_values():

@@ -83,7 +83,8 @@ class ResNet(object):
       reuse: True or tf.compat.v1.AUTO_REUSE to share the variables of an earlier
         build in the same scope (a second tower).
       weight_decay: L2 factor on conv and dense kernels (not BN, not biases).
-      bn_momentum: decay of the batch-norm moving averages per step.
+      bn_momentum: decay of the batch-norm moving averages per step (None: config's; the
+        official variants' 0.997).
       zero_init_residual: start the last BN gamma of every block at 0.
       conv: 'shape_aware' (the train flag ``--conv``'s default: the exact
         CPU-tuned forms of ``fastconv.ConvPolicy.from_config()``), 'plain'
@@ -118,7 +119,7 @@ class ResNet(object):
 
     def __init__(self, depth=50, num_classes=10, height=32, width=32, channels=1, input_tensor=None,
                  label_tensor=None, training=None, include_top=True, pooling=None, weights=None,
-                 weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=0.9,
+                 weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=None,
                  zero_init_residual=True, conv='shape_aware', classes=None, input_shape=None, architecture='auto',
                  shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0, no_residual=False,
                  data_format='NHWC', variant='standard', cross_replica_sum=None, fold_bn=False,
@@ -142,7 +143,8 @@ class ResNet(object):
         self.block_kind, self.num_blocks = self.spec.block_kind, self.spec.num_blocks
         self.data_format = data_format
         self.weight_decay = weight_decay
-        self.bn_momentum = bn_momentum
+        self.bn_momentum = bn_momentum if bn_momentum is not None else (
+            0.997 if self.spec.variant in variants.OFFICIAL else config.TRAIN['bn_momentum'])
         self.zero_init_residual = zero_init_residual
         self.conv_policy = conv_policy(conv)
         self.dtype = compute_dtype(dtype)
@@ -189,6 +191,29 @@ class ResNet(object):
         kwargs.setdefault('dtype', cfg.get('dtype', config.TRAIN['dtype']))  # runs saved before --dtype: float32
         return cls(cfg['depth'], cfg['num_classes'], size, size, cfg['channels'], weight_decay=cfg['weight_decay'],
                    bn_momentum=cfg['bn_momentum'], **kwargs)
+
+    @classmethod
+    def from_run(cls, model_dir, input_tensor=None, **kwargs):
+        """A run directory's network with its preprocessing inside, restored from its best checkpoint.
+
+        input_tensor: float32 [N, h, w, C] raw images, values 0..255 (None: a placeholder ``raw_images``
+        of any size), resized to the run's image_size and normalised with its mean and std in the graph,
+        exactly as predict does. The variables take the run's best checkpoint (else its latest) when the
+        session runs the initializer. kwargs as for __init__ (training defaults to False).
+        Returns the ResNet; ``raw_images`` is its raw input, ``input_x`` the normalised one.
+        """
+        from resnet_graph.data.pipeline import preprocess
+        from resnet_graph.training.run_dir import RunDir
+        cfg = RunDir(model_dir).require_config()
+        if input_tensor is None:
+            input_tensor = v1.placeholder(tf.float32, [None, None, None, cfg['channels']], name='raw_images')
+        raw = tf.convert_to_tensor(input_tensor, tf.float32)
+        with tf.name_scope('preprocess'):
+            normalised = preprocess(raw / 255.0, cfg['image_size'], cfg['mean'], cfg['std'])
+        kwargs.setdefault('training', False)
+        net = cls.from_config(cfg, input_tensor=normalised, weights=model_dir, **kwargs)
+        net.raw_images = raw
+        return net
 
     # -- inputs and variables ------------------------------------------------------
 
@@ -264,6 +289,9 @@ class ResNet(object):
         if self.spec.variant in variants.SLIM_VARIANTS:
             from resnet_graph.nets import slim
             return slim.backbone(self, x)
+        if self.spec.variant in variants.OFFICIAL:
+            from resnet_graph.nets import official
+            return official.backbone(self, x)
         with v1.variable_scope('stem'):
             x = self.stem(x)
         self.endpoints['stem'] = x
@@ -310,6 +338,9 @@ class ResNet(object):
         if self.spec.variant in variants.SLIM_VARIANTS:
             from resnet_graph.nets import slim
             return slim.head(self, x)
+        if self.spec.variant in variants.OFFICIAL:
+            from resnet_graph.nets import official
+            return official.head(self, x)
         with v1.variable_scope('head'):
             x = layers.global_avg_pool(x, data_format=self.data_format)
             return layers.dense(x, self.num_classes)

@@ -34,7 +34,9 @@ Variants:
                 'legacy' (the legacy trainer's graph and variable names);
                 'slim_v1', 'slim_v2' (TF-Slim's resnet_v1_<depth> / resnet_v2_<depth>, their
                 graphs and variable names: ``slim.py``; slim_v2 is pre-activation whatever
-                resnet_version says).
+                resnet_version says); 'official_v1' / 'official_v2' (tensorflow/models
+                official r1 ResNet v1.5 / v2 under its tf.layers names, nets/official.py;
+                the variant sets resnet_version).
   output_stride None (32), or 4, 8, 16 with a slim variant: Slim's dense prediction (the
                 later units run unstrided, their 3x3 atrous).
 """
@@ -59,10 +61,12 @@ VERSIONS = (1, 2)
 STRIDE_IN = ('1x1', '3x3')
 DATA_FORMATS = ('NHWC', 'NCHW')
 SLIM_VARIANTS = ('slim_v1', 'slim_v2')
-VARIANTS = ('standard', 'keras', 'legacy') + SLIM_VARIANTS
+OFFICIAL = {'official_v1': 1, 'official_v2': 2}  # official r1's variants -> their resnet_version
+VARIANTS = ('standard', 'keras', 'legacy') + SLIM_VARIANTS + tuple(OFFICIAL)
 OUTPUT_STRIDES = (None, 4, 8, 16, 32)
 BN_EPSILON = {'standard': 1e-5, 'keras': 1.001e-5, 'legacy': 1e-3,  # ours; Keras's ResNets; tf.layers' default
-              'slim_v1': 1e-5, 'slim_v2': 1e-5}  # slim's resnet_arg_scope
+              'slim_v1': 1e-5, 'slim_v2': 1e-5,  # slim's resnet_arg_scope
+              'official_v1': 1e-5, 'official_v2': 1e-5}
 CIFAR_RULE = '6n+2 (20, 32, 44, 56, 110, ...)'
 DEPTH_RULE = '%s (ImageNet-style) or %s (CIFAR-style)' % (
     ', '.join(str(d) for d in sorted(IMAGENET_STAGES)), CIFAR_RULE)
@@ -118,8 +122,8 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
                          % (depth, CIFAR_RULE))
     if variant != 'standard':
         _check_variant(depth, variant, architecture, shortcut, resnet_version, width_multiplier, no_residual)
-        shortcut, stride_in = 'B', '3x3' if variant in SLIM_VARIANTS else '1x1'
-        resnet_version = 2 if variant == 'slim_v2' else 1
+        shortcut, stride_in = 'B', '3x3' if variant in SLIM_VARIANTS or variant in OFFICIAL else '1x1'
+        resnet_version = {'slim_v2': 2}.get(variant, OFFICIAL.get(variant, 1))
     if shortcut == 'auto':
         shortcut = 'A' if architecture == 'cifar' else 'B'
     if architecture == 'cifar':
@@ -136,16 +140,19 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
                          % (width_multiplier, out[0], stem))
     return Spec(depth, architecture, kind, blocks, inner, out, stem, shortcut, resnet_version, stride_in,
                 width_multiplier, bool(no_residual), data_format, variant,
-                conv_bias=variant not in ('standard', 'slim_v1'), bn_epsilon=BN_EPSILON[variant],
+                conv_bias=variant in ('keras', 'legacy', 'slim_v2'), bn_epsilon=BN_EPSILON[variant],
                 output_stride=output_stride)
 
 
 def _check_variant(depth, variant, architecture, shortcut, resnet_version, width_multiplier, no_residual):
     what = {'keras': 'keras.applications', 'legacy': 'the legacy trainer', 'slim_v1': "TF-Slim's resnet_v1",
-            'slim_v2': "TF-Slim's resnet_v2"}[variant]
-    if resnet_version != 1 and variant != 'slim_v2':
+            'slim_v2': "TF-Slim's resnet_v2", 'official_v1': 'official r1 v1.5', 'official_v2': 'official r1 v2'}[variant]
+    if resnet_version != 1 and variant != 'slim_v2' and variant not in OFFICIAL:
         raise ValueError('resnet_version=%r cannot be combined with variant=%s: %s builds v1 ResNets only'
                          % (resnet_version, variant, what))
+    if variant in OFFICIAL and resnet_version not in (1, OFFICIAL[variant]):
+        raise ValueError('resnet_version=%r cannot be combined with variant=%s: the variant is version %d'
+                         % (resnet_version, variant, OFFICIAL[variant]))
     if architecture != 'imagenet':
         raise ValueError('architecture=%s cannot be combined with variant=%s: %s has ImageNet-style ResNets only'
                          % (architecture, variant, what))

@@ -7,6 +7,8 @@ import tensorflow as tf
 import config
 from data_loader import DataLoader
 from resnet_graph.training import summaries
+from resnet_graph.serving import imported
+from resnet_graph.data.pipeline import Preprocessor
 from resnet_graph.errors import UsageError
 from resnet_graph.data.source import source_options
 from resnet_graph.nets.model import ResNet, check_data_format
@@ -110,7 +112,8 @@ class RestoredRun(object):
     """A run's network rebuilt in its own graph with a checkpoint restored.
 
     Attributes: run (RunDir), config (dict), checkpoint (path), graph, session,
-    model (ResNet with input_x / probabilities ...), loader (DataLoader with the run's normalisation).
+    model (ResNet with input_x / probabilities ...), loader (DataLoader with the run's normalisation; None for an
+    imported run, which records no data set), preprocessor (resize + normalise), class_names [num_classes].
     fold_bn: fold batch norm into the convolutions (``ResNet``'s option; the same outputs within rounding);
     None: as ``config.FOLD_BN`` says for session graphs.
     """
@@ -124,8 +127,14 @@ class RestoredRun(object):
             check_data_format(cfg.get('data_format', 'NHWC'))
         except ValueError as e:
             raise UsageError('%s was trained with %s' % (model_dir, e))
-        self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg['mean'], cfg['std'],
-                                 **source_options(cfg))
+        # An imported run records no data set (dataset null): it has a preprocessor and class names only.
+        self.loader = None if cfg.get('dataset') is None else DataLoader(
+            cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg['mean'], cfg['std'], **source_options(cfg))
+        self.preprocessor = (self.loader.preprocessor if self.loader else
+                             Preprocessor(cfg['image_size'], cfg['mean'], cfg['std'], cfg['channels']))
+        self.class_names = cfg.get('class_names') or self.loader.source.class_names
+        if len(self.class_names) != cfg['num_classes']:  # runs imported before class_names were recorded
+            self.class_names = imported.class_names(cfg['num_classes'])
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.model = ResNet.from_config(cfg, training=False,
@@ -134,6 +143,7 @@ class RestoredRun(object):
         self.checkpoint = restore_found(self.session, self.run, checkpoint)
 
     def evaluate(self, split):
+        imported.check_dataset(self.config, self.run.path, self.loader and self.loader.num_classes)
         return evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split])
 
     def close(self):
