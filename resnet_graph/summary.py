@@ -75,11 +75,15 @@ def summarize(depth, image_size=224, channels=3, num_classes=1000, **options):
     rows['head']['output_shape'] = model.logits.shape.as_list()[1:]
     if 'post_norm' in rows:
         rows['post_norm']['output_shape'] = rows['stage%d' % len(model.num_blocks)]['output_shape']
+    from resnet_graph.nets import official
+
+    def row(name):
+        return row_of(name) or official.row_of(model, name)
     for variable in model.trainable_variables:
-        rows[row_of(model.local_name(variable))]['params'] += variable.shape.num_elements()
+        rows[row(model.local_name(variable))]['params'] += variable.shape.num_elements()
     for op in graph.get_operations():
         if op.type in ('Conv2D', 'MatMul'):
-            rows[row_of(op.name)]['macs'] += _macs(op)
+            rows[row(op.name)]['macs'] += _macs(op)
     table = [rows[name] for name in names]
     non_trainable = sum(v.shape.num_elements() for v in model.variables if not v.trainable)
     return dict(rows=table, params=sum(r['params'] for r in table), non_trainable=non_trainable,

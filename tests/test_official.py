@@ -112,3 +112,13 @@ def test_backbone_options():
 def test_resnet_version_conflict_is_named():
     with pytest.raises(ValueError, match='variant=official_v1: the variant is version 1'):
         ResNet(50, variant='official_v1', resnet_version=2)
+
+
+def test_summary_counts_each_row():
+    from resnet_graph.summary import summarize
+    for version in (1, 2):
+        summary = summarize(50, 64, 3, 1001, variant='official_v%d' % version)
+        rows = {row['name']: row['params'] for row in summary['rows']}
+        assert summary['params'] == architecture_count(version)
+        assert rows['head'] == 2048 * 1001 + 1001 and rows['stem'] == 7 * 7 * 3 * 64 + (128 if version == 1 else 0)
+        assert rows.get('post_norm', 0) == (2 * 2048 if version == 2 else 0)

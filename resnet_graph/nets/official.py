@@ -16,6 +16,8 @@ official/r1/resnet/resnet_model.py (the 20181001 ImageNet checkpoints) builds, u
 Every strided convolution pads ``kernel // 2`` before (``fixed_padding``), which is
 ``layers.conv2d``'s 'fixed' padding; batch norm has momentum 0.997, epsilon 1e-5.
 """
+import re
+
 import tensorflow as tf
 
 from resnet_graph.nets import layers
@@ -30,15 +32,27 @@ MEAN_RGB = (123.68, 116.78, 103.94)
 
 
 class _Namer(object):
-    """tf.layers' automatic names: 'conv2d', 'conv2d_1', ... per layer kind, in creation order."""
+    """tf.layers' automatic names: 'conv2d', 'conv2d_1', ... per layer kind, in creation order.
+
+    ``rows`` maps each name given to the summary row ('stem', 'stage<i>', 'post_norm', 'head') set in ``row``.
+    """
 
     def __init__(self):
-        self.counts = {}
+        self.counts, self.rows, self.row = {}, {}, 'stem'
 
     def __call__(self, kind):
         count = self.counts.get(kind, 0)
         self.counts[kind] = count + 1
-        return kind if count == 0 else '%s_%d' % (kind, count)
+        name = kind if count == 0 else '%s_%d' % (kind, count)
+        self.rows[name] = self.row
+        return name
+
+
+def row_of(net, name):
+    """A variable or op name (no outer scope) of an official network -> its summary row, or None."""
+    match = re.match(r'%s(?:_\d+)?/([^/]+)/' % SCOPE, name)
+    names = getattr(net, '_official_names', None)
+    return names.rows.get(match.group(1)) if match and names else None
 
 
 def _conv(net, names, x, filters, size, stride):
@@ -95,13 +109,16 @@ def backbone(net, x):
             x = _bn(net, names, x, relu=True)
         net.endpoints['stem'] = x = layers.max_pool(x, data_format=net.data_format)
         for stage, (blocks, inner, out) in enumerate(zip(spec.num_blocks, spec.inner_widths, spec.out_widths)):
+            names.row = 'stage%d' % (stage + 1)
             stride = 2 if stage > 0 else 1
             for index in range(blocks):
                 step = stride if index == 0 else 1
                 x = block(net, names, x, _convs(spec, inner, out, step), out, step, project=index == 0)
             net.endpoints['stage%d' % (stage + 1)] = x = tf.identity(x, name='block_layer%d' % (stage + 1))
         if spec.resnet_version == 2:
+            names.row = 'post_norm'
             x = _bn(net, names, x, relu=True)
+    names.row = 'head'
     return x
 
 
