@@ -214,10 +214,21 @@ def test_an_image_over_the_pixel_cap_is_refused_from_its_header_everywhere(tmp_p
             session.run(pipeline.decode(data, 1, max_pixels=10), {data: small})
 
 
-def test_the_exported_serving_graph_applies_the_pixel_cap():
-    import inspect
-    from resnet_graph import export
-    assert 'decode(data, channels, max_pixels)' in inspect.getsource(export.build)
+def test_the_exported_serving_graph_applies_the_pixel_cap(digits_run, tmp_path):
+    import tensorflow as tf
+    v1 = tf.compat.v1
+    out = tmp_path / 'served'
+    result = run_cli('export', '--model_dir', digits_run, '--format', 'saved_model', '--out', out,
+                     '--max_image_pixels', 100)
+    assert result.returncode == 0, result.stderr
+    small, large = (tf.io.encode_png(np.zeros((side, side, 1), np.uint8)).numpy() for side in (10, 11))
+    with tf.Graph().as_default(), v1.Session() as session:
+        meta = v1.saved_model.loader.load(session, ['serve'], str(out))
+        signature = meta.signature_def['serving_default']
+        feed, fetch = signature.inputs['image_bytes'].name, signature.outputs['probabilities'].name
+        assert session.run(fetch, {feed: [small]}).shape == (1, 10)  # 100 pixels: at the cap
+        with pytest.raises(tf.errors.InvalidArgumentError, match='an image over --max_image_pixels 100 pixels'):
+            session.run(fetch, {feed: [small, large]})
 
 
 def test_a_file_is_read_up_to_its_cap(tmp_path):
