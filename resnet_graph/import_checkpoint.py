@@ -20,8 +20,9 @@ def main(args):
     from resnet_graph.serving import imported
     FLAGS = run_flags.FLAGS
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
-    require(FLAGS.variant in variants.VARIANTS, '--variant %s is not built by this version of resnet_graph '
-            '(it has %s)' % (FLAGS.variant, ', '.join(v for v in variants.VARIANTS if v in imported.FAMILIES and v != 'keras')))
+    built = [v for v in variants.VARIANTS if v in imported.FAMILIES and v != 'keras']
+    require(FLAGS.variant in built, '--variant %s is not built by this version of resnet_graph (it has %s)'
+            % (FLAGS.variant, ', '.join(built)))
     require(FLAGS.checkpoint, '--checkpoint PREFIX is required: the checkpoint path without .index')
     require(os.path.isfile(FLAGS.checkpoint + '.index'), '--checkpoint %s: no file %s.index (give the prefix, '
             'e.g. model.ckpt-12345 or resnet_v1_50.ckpt)' % (FLAGS.checkpoint, FLAGS.checkpoint))

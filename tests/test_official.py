@@ -96,9 +96,12 @@ def test_trainable_parameter_counts():
             assert model.bn_momentum == 0.997 and model.spec.bn_epsilon == 1e-5
     # v1.5 has torchvision resnet50's layer shapes (25,557,032 parameters) plus one class.
     assert architecture_count(1) == 25557032 + 2049
-    assert architecture_count(2) == 25557032 + 2049 - 128 + sum(
-        2 * (c - o) * n for c, o, n in ((64, 256, 1), (256, 256, 2), (256, 512, 1), (512, 512, 3),
-                                        (512, 1024, 1), (1024, 1024, 5), (1024, 2048, 1), (2048, 2048, 2))) - 2 * (256 + 512 + 1024 + 2048) + 4096
+    # v2: no stem BN, each block's BN on its input instead of its output, no projection BNs, a final BN.
+    input_minus_output = sum(2 * (c - o) * n for c, o, n in (
+        (64, 256, 1), (256, 256, 2), (256, 512, 1), (512, 512, 3), (512, 1024, 1), (1024, 1024, 5),
+        (1024, 2048, 1), (2048, 2048, 2)))
+    assert architecture_count(2) == (25557032 + 2049 - 128 + input_minus_output - 2 * (256 + 512 + 1024 + 2048)
+                                     + 2 * 2048)
 
 
 def test_backbone_options():
