@@ -125,3 +125,32 @@ def test_labels_file_takes_the_background_offset(tmp_path):
     assert class_names(1000, str(labels))[999] == 'name999'
     with pytest.raises(UsageError, match='has 1000 names, the network 10 classes'):
         class_names(10, str(labels))
+
+
+@pytest.mark.parametrize('version', [1, 2], ids=['slim_v1', 'slim_v2'])
+def test_slim_checkpoint_round_trip(version, tmp_path, image):
+    """A Slim resnet_v<version>_50 checkpoint: imported, predicted with the family's preprocessing, exported."""
+    import test_slim as slim_ref
+    values = slim_ref.random_values(slim_ref.slim_shapes(version), seed=20 + version)
+    prefix = slim_ref.write_checkpoint(str(tmp_path / 'model.ckpt'), values)
+    run = tmp_path / 'run'
+    result = run_cli('import_checkpoint', '--variant', 'slim_v%d' % version, '--depth', '50', '--checkpoint',
+                     prefix, '--model_dir', run, '--image_size', '64')
+    assert result.returncode == 0, result.stderr[-2000:]
+    pixels = image[1][None].astype(np.float64)
+    # slim v1: VGG means subtracted from 0..255 values; slim v2: inception's x / 127.5 - 1.
+    logits = slim_ref.np_slim(values, pixels - MEAN if version == 1 else pixels / 127.5 - 1, version)[0][0]
+    top = int(np.argmax(logits))
+    result = run_cli('predict', '--model_dir', run, '--json', '--top_k', '1', image[0])
+    assert result.returncode == 0, result.stderr[-2000:]
+    best = json.loads(result.stdout.splitlines()[-1])[0]['top_k'][0]
+    assert best['class_id'] == top
+    assert best['name'] == (str(top) if version == 1 else str(top - 1))  # v2's 1001 classes: 0 is background
+    out = tmp_path / 'saved'
+    result = run_cli('export', '--model_dir', run, '--format', 'saved_model', '--out', out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with tf.Graph().as_default(), v1.Session() as sess:
+        signature = v1.saved_model.loader.load(sess, ['serve'], str(out)).signature_def['serving_default']
+        classes = sess.run(signature.outputs['classes'].name,
+                           {signature.inputs['image_bytes'].name: [open(image[0], 'rb').read()]})
+    assert classes.tolist() == [top]

@@ -53,6 +53,8 @@ def check_config(cfg, path):
         raise UsageError('%s is damaged: a JSON %s, expected an object of settings; restore the file (or train '
                          'into a new --model_dir)' % (path, type(cfg).__name__))
     for key, value in cfg.items():
+        if key == 'dataset' and value is None:  # an imported run (import_checkpoint, import_keras): no data set
+            continue
         if key in config.TRAIN and key != 'model_dir' and not _type_ok(config.TRAIN[key], value):
             raise _damaged(path, key, value, 'a %s' % type(config.TRAIN[key]).__name__)
         if key in DERIVED and not DERIVED[key](value):
