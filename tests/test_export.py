@@ -11,6 +11,8 @@ import tensorflow as tf
 
 from conftest import SMALL, error_lines, run_cli
 
+pytestmark = pytest.mark.slow  # trains a run to export it
+
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+pytestmark = pytest.mark.slow  # ResNet-50 inference graphs
+
 v1 = tf.compat.v1
 
 

@@ -7,6 +7,8 @@ import pytest
 from conftest import error_lines, run_cli
 from resnet_graph import import_keras
 
+pytestmark = pytest.mark.slow  # builds Keras ResNet-50s
+
 keras = pytest.importorskip('keras')
 
 

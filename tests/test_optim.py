@@ -270,6 +270,7 @@ def source(tmp_path_factory):
     return str(path), values_of(str(path / 'best' / 'model.ckpt-3'))
 
 
+@pytest.mark.slow  # whole training runs
 def test_warm_start_restores_all_but_the_head_and_frozen_stages_stay_bitwise(source, tmp_path):
     path, saved = source
     lines = []
@@ -304,6 +305,7 @@ def test_warm_start_restores_all_but_the_head_and_frozen_stages_stay_bitwise(sou
     assert resumed['step'] == 4 and not [line for line in lines[len(report):] if line.startswith('warm start')]
 
 
+@pytest.mark.slow  # whole training runs
 def test_a_checkpoint_with_another_head_needs_the_exclude_and_exits_2(tmp_path):
     checkpoint = str(tmp_path / 'seven' / 'model.ckpt')
     with tf.Graph().as_default():

@@ -106,3 +106,15 @@ def test_a_file_that_is_not_a_result_or_a_missing_marker_is_one_line_and_exit_2(
     line, = result.stderr.splitlines()
     assert result.returncode == 2 and 'README.md needs the markers <!-- perf_table:summary -->' in line
     assert read(tmp_path / 'x' / 'performance.md') == PERFORMANCE  # nothing written: every file checked first
+
+
+def test_the_benchmark_records_the_first_cpus_model_and_isa_flags(tmp_path):
+    from resnet_graph import benchmark
+    write(tmp_path / 'cpuinfo', 'processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n'
+          'model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse4_2 avx2 fma avx512f avx512_bf16 amx_tile vmx\n\n'
+          'processor\t: 1\nmodel name\t: another CPU\n')
+    assert benchmark.cpu_description(str(tmp_path / 'cpuinfo')) == (
+        'AMD EPYC 9R14 (family 25, model 17)', ['amx_tile', 'avx2', 'avx512_bf16', 'avx512f', 'fma', 'sse4_2'])
+    where = benchmark.provenance()
+    assert where['tensorflow_version'] and where['cpu_count'] >= 1
+    assert where['commit'] is None or len(where['commit'].split('-')[0]) == 40

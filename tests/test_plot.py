@@ -9,6 +9,8 @@ import pytest
 from conftest import ROOT, SMALL, error_lines, run_cli
 from resnet_graph import plot
 
+pytestmark = pytest.mark.slow  # trains runs to draw their curves
+
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):

@@ -344,6 +344,7 @@ def cifar_run(tmp_path_factory):
     return root, first, second
 
 
+@pytest.mark.slow  # whole training runs
 def test_train_cli_on_cifar_files_resumes_with_the_same_split(cifar_run):
     root, first, second = cifar_run
     assert first.returncode == 0, first.stderr[-2000:]

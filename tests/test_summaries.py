@@ -11,6 +11,8 @@ import tensorflow as tf
 from conftest import SMALL, run_cli
 from resnet_graph.training import summaries
 
+pytestmark = pytest.mark.slow  # trains a run to read its event files
+
 SCALARS = {'loss', 'cross_entropy', 'accuracy', 'top5_accuracy'}
 
 

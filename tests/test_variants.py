@@ -191,6 +191,7 @@ def test_old_configs_build_the_standard_network_and_clash_is_reported():
     assert incompatible(old, dict(resnet_version=2)) == ['resnet_version: saved 1, asked 2']
 
 
+@pytest.mark.slow  # a whole training run
 def test_cifar_run_trains_and_evaluates_from_its_config(tmp_path):
     cfg = tiny_config(tmp_path, depth=8, image_size=8, max_steps=2, resnet_version=2, width_multiplier=0.5,
                       shortcut='B')
