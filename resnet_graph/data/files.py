@@ -68,7 +68,8 @@ class FileSource(Source):
     def decoder(self):
         with self._lock:  # the pipeline's threads may ask for it at once
             if self._decoder is None:
-                self._decoder = ImageDecoder(self.channels, self.image_size, self.max_pixels)
+                # the cap is checked in Python first (decode_bytes): the decoder's own reason for a corrupt file stays
+                self._decoder = ImageDecoder(self.channels, self.image_size)
         return self._decoder
 
     def _decode(self, index):
