@@ -43,7 +43,7 @@ def loads(prefix):
         reader = tf.train.load_checkpoint(str(prefix))
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
-    except (tf.errors.OpError, ValueError):
+    except Exception:  # OpError, ValueError, or IndexError for a data file cut short
         return False
     return True
 
@@ -254,7 +254,7 @@ def test_read_only_commands_never_write_into_the_run_directory(run_copy, tmp_pat
     for module, args in (('evaluate', ['--checkpoint', 'latest']), ('evaluate', []),
                          ('predict', ['--checkpoint', 'latest', image]),
                          ('export', ['--checkpoint', 'latest', '--format', 'frozen_graph', '--out', tmp_path / 'f.pb']),
-                         ('plot', ['--out', tmp_path / 'c.png']), ('summary', [])):
+                         ('plot', ['--out', tmp_path / 'c.png'])):  # summary takes no run directory
         result = run_cli(module, '--model_dir', run_copy, *args)
         assert result.returncode == 0, (module, result.stderr)
         assert snapshot(run_copy) == before, module
