@@ -87,19 +87,16 @@ def hold(run, log):
 
 
 def resume_point(run, log):
-    """The checkpoint a run resumes from: the newest that really loads, rolling or best/ (None: a fresh start).
+    """The checkpoint a run resumes from: the newest rolling one that really loads, else best/ (None: fresh).
 
-    best/ holds every variable too (optimizer slots, global step), so when the
-    rolling checkpoints are gone or damaged past it, continuing from it loses the least.
+    best/ holds every variable too (optimizer slots, global step), so when no
+    rolling checkpoint is left, continuing from it loses the least.
     """
-    latest, best = run.latest_checkpoint(), run.best_checkpoint()
-    if best and (latest is None or run.step_of(best) > run.step_of(latest)):
-        if latest is None:
-            log('no rolling checkpoint in %s; continuing from the best checkpoint %s (step %d), the newest '
-                'state saved' % (run.path, best, run.step_of(best)))
-        else:
-            log('the best checkpoint %s (step %d) is newer than the last good rolling one; continuing from it'
-                % (best, run.step_of(best)))
+    latest = run.latest_checkpoint()
+    best = None if latest else run.best_checkpoint()
+    if best:
+        log('no rolling checkpoint in %s; continuing from the best checkpoint %s (step %d), the newest '
+            'state saved' % (run.path, best, run.step_of(best)))
         return best
     if latest is None and os.path.exists(run.join('best.json')):
         log('no loadable checkpoint in %s or %s; training starts again from step 0' % (run.path, run.best_dir))
