@@ -111,7 +111,10 @@ def parse_flags(prog, argv):
     --flagfile that cannot be read as text, is one line and exit 2."""
     asked = asks_for_help(argv)
     if asked:
-        print(usage(prog, full=asked == '--helpfull'))
+        try:
+            print(usage(prog, full=asked == '--helpfull'), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:
         return FLAGS(argv)[1:]

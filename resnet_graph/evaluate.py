@@ -18,8 +18,6 @@ def main(args):
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
     from resnet_graph.serving.inference import RestoredRun
     restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint)
-    from resnet_graph.data.source import check_splits
-    check_splits(restored.loader.source, restored.config.get('validation_fraction'), (FLAGS.split,))
     metrics = dict(restored.evaluate(FLAGS.split), split=FLAGS.split, checkpoint=restored.checkpoint)
     metrics['confusion'] = metrics['confusion'].tolist()
     restored.close()

@@ -118,12 +118,16 @@ def main(args):
         variants.resolve(FLAGS.depth, **options)
     except ValueError as e:
         raise UsageError(str(e))
-    summary = summarize(FLAGS.depth, FLAGS.image_size, FLAGS.channels, FLAGS.num_classes, **options)
+    from resnet_graph.serving.imported import FAMILIES
+    num_classes = FLAGS.num_classes
+    if not FLAGS['num_classes'].present and options['variant'] in FAMILIES:
+        num_classes = FAMILIES[options['variant']][2]  # the family's own classifier (1001: with background)
+    summary = summarize(FLAGS.depth, FLAGS.image_size, FLAGS.channels, num_classes, **options)
     if FLAGS.json:
         print(json.dumps(dict(summary, depth=FLAGS.depth, image_size=FLAGS.image_size, channels=FLAGS.channels,
-                              num_classes=FLAGS.num_classes), sort_keys=True))
+                              num_classes=num_classes), sort_keys=True))
     else:
-        print('\n'.join(format_table(summary, FLAGS.depth, FLAGS.image_size, FLAGS.channels, FLAGS.num_classes)))
+        print('\n'.join(format_table(summary, FLAGS.depth, FLAGS.image_size, FLAGS.channels, num_classes)))
 
 
 def cli_main():

@@ -223,6 +223,8 @@ def _read_manifest(path, roots=()):
         if len(row) != 2:
             raise UsageError('%s row %d: expected "path,label", got %d columns' % (path, number, len(row)))
         image = os.path.join(base, row[0].strip())
+        if '\0' in image:
+            raise UsageError('%s row %d: the path holds a NUL byte; fix the manifest' % (path, number))
         real = os.path.realpath(image)
         if not any(os.path.commonpath([real, root]) == root for root in allowed):
             raise UsageError('%s row %d: %s resolves to %s, outside the manifest\'s directory %s; move the image '

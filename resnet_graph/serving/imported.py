@@ -100,6 +100,9 @@ def checkpoint_weights(cfg, prefix):
     from resnet_graph.nets.model import ResNet
     with tf.Graph().as_default():
         model = ResNet.from_config(cfg, training=False)
+        from resnet_graph.training.run_dir import checkpoint_problem
+        problem = checkpoint_problem(prefix)
+        require(not problem, '--checkpoint %s cannot be read: %s; give a whole checkpoint' % (prefix, problem))
         check_fits(prefix, model.variables, model.local_name, ' (another --variant or --depth?)')
         names = [model.local_name(v) for v in model.variables]
     reader = tf.train.load_checkpoint(prefix)

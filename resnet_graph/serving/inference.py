@@ -144,6 +144,8 @@ class RestoredRun(object):
 
     def evaluate(self, split):
         imported.check_dataset(self.config, self.run.path, self.loader and self.loader.num_classes)
+        from resnet_graph.data.source import check_splits
+        check_splits(self.loader.source, self.config.get('validation_fraction'), (split,))
         return evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split])
 
     def close(self):
