@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ancestors, error_lines, run_cli
+from conftest import SMALL, ancestors, error_lines, run_cli
 from resnet_graph.training import optim
 from resnet_graph.training import trainer as trainer_module
 from resnet_graph.nets.model import ResNet
@@ -236,15 +236,17 @@ def test_bad_recipe_flags_exit_2_with_one_line(args, message, tmp_path):
 
 
 def test_resuming_with_another_optimizer_or_freeze_is_refused(tmp_path):
+    # A run exists once its first checkpoint does (a config.json alone is a failed first start's, provisional).
     run = tmp_path / 'run'
-    run.mkdir()
-    (run / 'config.json').write_text('{"optimizer": "adam", "freeze_stages": 0}')
+    first = run_cli('train', '--model_dir', run, *SMALL, '--max_steps', '1', cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = sorted(os.listdir(run))
     for args, clash in ((['--optimizer', 'momentum'], "optimizer: saved 'adam', asked 'momentum'"),
                         (['--warm_start_from', 'x', '--freeze_stages', '1'], 'freeze_stages: saved 0, asked 1')):
         result = run_cli('train', '--model_dir', run, *args, cwd=tmp_path)
         lines = error_lines(result.stderr)
         assert result.returncode == 2 and len(lines) == 1 and clash in lines[0], result.stderr
-    assert os.listdir(run) == ['config.json']
+    assert sorted(os.listdir(run)) == before
 
 
 # -- fine-tuning ---------------------------------------------------------------------------------------------------
