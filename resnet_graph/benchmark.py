@@ -2,7 +2,7 @@
 
     python -m resnet_graph.benchmark --depth 50 --image_size 32 --batch_size 128 --compare keras
 
-Each workload runs in its own process, one after the other (``bench_worker``):
+Each workload runs in its own process, one after the other (``resnet_graph.bench.worker``):
 the machine's matrix-multiply rate, our graph, and with ``--compare keras``
 the equivalent Keras model with and without ``jit_compile`` (the faster one
 is the reference); ``--repeats R`` runs that sequence R times and reports
@@ -60,7 +60,7 @@ def allocator(env):
 
 
 def run_worker(spec):
-    """Runs one ``bench_worker`` process; returns its JSON result (UsageError with its stderr if it fails)."""
+    """Runs one ``resnet_graph.bench.worker`` process; returns its JSON result (UsageError with its stderr if it fails)."""
     proc = subprocess.run([sys.executable, '-m', 'resnet_graph.bench.worker', json.dumps(spec)],
                           capture_output=True, text=True, env=worker_env(spec['kind']))
     if proc.returncode != 0:
@@ -201,10 +201,10 @@ def main(args):
     spec = {name: FLAGS[name].value for name in ('depth', 'image_size', 'batch_size', 'channels', 'num_classes',
                                                  'mode', 'data', 'dataset', 'data_dir', 'steps', 'warmup',
                                                  'compare', 'xla', 'conv', 'fold_bn', 'dtype', 'repeats')}
-    if spec['mode'] == 'train':  # before any worker builds a graph: a step that cannot fit
-        from resnet_graph.training import memory
-        memory.check(dict(config.TRAIN, depth=spec['depth'], image_size=spec['image_size'],
-                          batch_size=spec['batch_size']), spec['channels'], spec['num_classes'])
+    from resnet_graph.training import memory  # before any worker builds a graph: a step that cannot fit
+    memory.check(config.RunConfig.defaults(depth=spec['depth'], image_size=spec['image_size'],
+                                           batch_size=spec['batch_size']), spec['channels'], spec['num_classes'],
+                 training=spec['mode'] == 'train')
     where = provenance()
     report = dict(measure(spec), **where)
     if where['load_average'] is not None:

@@ -6,7 +6,9 @@ Ctrl-C -> exit code 130.
 import contextlib
 import importlib.abc
 import importlib.util
+import logging
 import os
+import re
 import sys
 
 from absl import flags
@@ -61,10 +63,13 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 
 def quiet_tensorflow():
     """Quiets TensorFlow's C++ logging before it loads: TF_CPP_MIN_LOG_LEVEL=3 unless the user set it, and its
-    import-time notices (written before that level applies) silenced unless the user asked for INFO (level 0)."""
+    import-time notices (written before that level applies) silenced unless the user asked for INFO (level 0).
+    At levels 2 and 3 its Python logger (tf.compat.v1's deprecation notices) shows errors only."""
+    level = os.environ.setdefault(LOG_VARIABLE, '3').strip()
+    if level in ('2', '3'):
+        logging.getLogger('tensorflow').setLevel(logging.ERROR)  # the logger tf.get_logger() returns, by name
     if 'tensorflow' in sys.modules:
         return
-    level = os.environ.setdefault(LOG_VARIABLE, '3').strip()
     if level in ('1', '2', '3') and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
 
@@ -106,9 +111,71 @@ def _describe_flag(flag):
     return '%s (default: %s)' % (text, default)
 
 
+FLAGFILE_DIRECTIVES = ('--flagfile=', '-flagfile=')  # absl's forms inside a file (and --flagfile F on the line)
+MAX_FLAGFILE_BYTES = 1 << 20  # a file of --flag=value lines; more is not one (e.g. /dev/zero, a data file)
+
+
+def _flagfiles(args):
+    """The --flagfile names among command-line ``args`` (before a ``--``), as absl reads them."""
+    names, rest = [], list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == '--':
+            break
+        if arg in ('--flagfile', '-flagfile'):
+            names += [os.path.expanduser(rest.pop(0))] if rest else []
+        elif arg.startswith(FLAGFILE_DIRECTIVES):
+            names.append(os.path.expanduser(arg.split('=', 1)[1].strip()))
+    return names
+
+
+def _read_flagfile(name):
+    """The text of flag file ``name`` (None: a pipe or socket, left to absl); UsageError saying why it is none."""
+    import stat
+    hint = '; give a text file of --flag=value lines'
+    try:
+        mode = os.stat(name).st_mode
+    except OSError as e:
+        raise UsageError('cannot read --flagfile %s: %s%s' % (name, e.strerror or e, hint))
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return None  # --flagfile <(...): reading it here would leave absl nothing
+    if not stat.S_ISREG(mode):
+        raise UsageError('--flagfile %s is %s, not a file%s' % (
+            name, 'a directory' if stat.S_ISDIR(mode) else 'a device', hint))
+    try:
+        with open(name, 'rb') as f:
+            data = f.read(MAX_FLAGFILE_BYTES + 1)
+    except OSError as e:
+        raise UsageError('cannot read --flagfile %s: %s%s' % (name, e.strerror or e, hint))
+    if len(data) > MAX_FLAGFILE_BYTES:
+        raise UsageError('--flagfile %s is over %d bytes: not a file of flags%s' % (name, MAX_FLAGFILE_BYTES, hint))
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise UsageError('--flagfile %s is not UTF-8 text (byte %d: %s)%s' % (name, e.start, e.reason, hint))
+
+
+def check_flagfiles(args):
+    """UsageError for the first --flagfile, nested ones included, that cannot be read as text or that includes
+    itself (absl would skip that line with a warning and run without the flags it meant)."""
+    def visit(name, chain):
+        if not name:
+            return  # absl ignores an empty name
+        real = os.path.realpath(name)
+        if real in [r for r, _ in chain]:
+            raise UsageError('--flagfile %s includes itself (%s); remove the circular --flagfile line'
+                             % (name, ' -> '.join([n for _, n in chain] + [name])))
+        text = _read_flagfile(name)
+        for line in (text or '').splitlines():
+            if line.startswith(FLAGFILE_DIRECTIVES):
+                visit(os.path.expanduser(line.split('=', 1)[1].strip()), chain + [(real, name)])
+    for name in _flagfiles(args):
+        visit(name, [])
+
+
 def parse_flags(prog, argv):
     """FLAGS(argv) -> the positional arguments; --help and its kin print usage and exit 0; a flag error, or a
-    --flagfile that cannot be read as text, is one line and exit 2."""
+    --flagfile that cannot be read as text or includes itself, is one line and exit 2."""
     asked = asks_for_help(argv)
     if asked:
         try:
@@ -117,9 +184,12 @@ def parse_flags(prog, argv):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:
+        check_flagfiles(argv[1:])
         return FLAGS(argv)[1:]
-    except flags.Error as e:
+    except UsageError as e:
         fail(prog, e)
+    except flags.Error as e:
+        fail(prog, re.sub(r'^(ERROR:+\s*)+', '', str(e)))  # absl's own prefix, behind ours
     except UnicodeDecodeError as e:
         fail(prog, 'a --flagfile is not UTF-8 text (byte %d: %s); give a text file of --flag=value lines'
              % (e.start, e.reason))

@@ -97,19 +97,19 @@ def from_environment(environ=None):
 
 def validate_flags(cfg):
     """Raises UsageError for a scaling-out flag out of range (train.validate calls it)."""
-    require(cfg['num_devices'] >= 1, '--num_devices must be at least 1, got %s' % cfg['num_devices'])
-    bad = [d for d in cfg['devices'] if not DEVICE_PATTERN.match(d)]
+    require(cfg.num_devices >= 1, '--num_devices must be at least 1, got %s' % cfg.num_devices)
+    bad = [d for d in cfg.devices if not DEVICE_PATTERN.match(d)]
     require(not bad, '--devices %s: each device is /cpu:N or /gpu:N, e.g. --devices /gpu:0,/gpu:1' % ','.join(bad))
-    require(len(set(d.lower() for d in cfg['devices'])) == len(cfg['devices']),
-            '--devices names a device twice: %s' % ','.join(cfg['devices']))
-    towers = len(cfg['devices']) or cfg['num_devices']
-    require(cfg['batch_size'] % towers == 0, '--batch_size %d does not split into %d towers; use a multiple of %d'
-            % (cfg['batch_size'], towers, towers))
-    require(not cfg['sync_bn'] or towers > 1, '--sync_bn synchronises batch norm across towers: use it with '
+    require(len(set(d.lower() for d in cfg.devices)) == len(cfg.devices),
+            '--devices names a device twice: %s' % ','.join(cfg.devices))
+    towers = len(cfg.devices) or cfg.num_devices
+    require(cfg.batch_size % towers == 0, '--batch_size %d does not split into %d towers; use a multiple of %d'
+            % (cfg.batch_size, towers, towers))
+    require(not cfg.sync_bn or towers > 1, '--sync_bn synchronises batch norm across towers: use it with '
             '--num_devices 2 or more, or drop it (--nosync_bn)')
-    if cfg['sync_replicas']:
-        require(cfg['nan_policy'] == 'stop', '--sync_replicas cannot skip updates: use --nan_policy stop')
-        require(cfg['optimizer'] != 'adamw', '--sync_replicas does not support --optimizer adamw (its decoupled '
+    if cfg.sync_replicas:
+        require(cfg.nan_policy == 'stop', '--sync_replicas cannot skip updates: use --nan_policy stop')
+        require(cfg.optimizer != 'adamw', '--sync_replicas does not support --optimizer adamw (its decoupled '
                 'decay would apply once per worker); use adam or momentum')
 
 
@@ -119,10 +119,10 @@ def validate_for_cluster(cfg, spec, asked):
     asked: the flags given on the command line (a resumed run's saved
     ``sync_replicas`` is no error on one machine: the run goes on unsynchronised).
     """
-    require(spec is not None or 'sync_replicas' not in asked or not cfg['sync_replicas'],
+    require(spec is not None or 'sync_replicas' not in asked or not cfg.sync_replicas,
             '--sync_replicas synchronises the workers of a TF_CONFIG cluster and there is no TF_CONFIG; drop it, '
             'or set TF_CONFIG (python -m resnet_graph.cluster starts a local cluster)')
-    require(spec is None or not cfg['sync_bn'], '--sync_bn synchronises the towers of one machine; it is not '
+    require(spec is None or not cfg.sync_bn, '--sync_bn synchronises the towers of one machine; it is not '
             'supported in a TF_CONFIG cluster: drop it (--nosync_bn)')
 
 
@@ -228,6 +228,10 @@ def main(args):
     require(FLAGS.ps >= 1, '--ps must be at least 1, got %d' % FLAGS.ps)
     require(FLAGS.workers >= 1, '--workers must be at least 1 (the chief), got %d' % FLAGS.workers)
     require(FLAGS.grace_secs >= 0, '--grace_secs must not be negative, got %s' % FLAGS.grace_secs)
+    most = 4 * (os.cpu_count() or 1)  # each task is a whole TensorFlow process on this one machine
+    require(FLAGS.ps + FLAGS.workers <= most, '--ps %d --workers %d start %d TensorFlow processes on this machine '
+            'of %d cores; at most %d: this command tries out a cluster, a real one runs on several machines with '
+            'TF_CONFIG' % (FLAGS.ps, FLAGS.workers, FLAGS.ps + FLAGS.workers, os.cpu_count() or 1, most))
     return launch(FLAGS.ps, FLAGS.workers, args, FLAGS.grace_secs)
 
 

@@ -1,6 +1,9 @@
 """python -m resnet_graph.evaluate --model_dir DIR: top-1, top-5, loss and image count of a checkpoint on a split.
 
---json adds the confusion matrix (rows: true class, columns: predicted).
+--json adds the confusion matrix (rows: true class, columns: predicted). --dataset NAME --data_dir DIR
+evaluates on another data set (an imported run records none) with the run's own preprocessing; its class
+count must be the network's, or one less where the network's class 0 is background (slim v2, official r1:
+data class k is then scored as the network's class k + 1).
 """
 import json
 
@@ -16,17 +19,22 @@ def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     require(FLAGS.model_dir, '--model_dir is required: the run directory written by resnet_graph.train')
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
+    if FLAGS.dataset is not None:
+        from resnet_graph.data import SOURCES
+        require(FLAGS.dataset in SOURCES, '--dataset %r is unknown; valid: %s' % (FLAGS.dataset, ', '.join(SOURCES)))
+        require(FLAGS.dataset == 'digits' or FLAGS.data_dir, '--dataset %s needs --data_dir DIR' % FLAGS.dataset)
     from resnet_graph.serving.inference import RestoredRun
-    restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint)
+    restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir)
     metrics = dict(restored.evaluate(FLAGS.split), split=FLAGS.split, checkpoint=restored.checkpoint)
     metrics['confusion'] = metrics['confusion'].tolist()
     restored.close()
     if FLAGS.json:
         print(json.dumps(metrics, sort_keys=True))
     else:
-        print('%s split, %s: top-1 %.4f top-5 %.4f loss %.4f (%d images)'
+        print('%s split, %s: top-1 %.4f top-5 %.4f loss %.4f (%d images)%s'
               % (metrics['split'], metrics['checkpoint'], metrics['accuracy'], metrics['top5'], metrics['loss'],
-                 metrics['images']))
+                 metrics['images'], '; data set %s, its class k scored as class k + 1 (class 0 is background)'
+                 % metrics['dataset'] if metrics['label_offset'] else ''))
 
 
 def cli_main():

@@ -21,7 +21,7 @@ import tempfile
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.errors import UsageError, require
-from resnet_graph.training.run_dir import RunDir
+from resnet_graph.training.run_dir import RunDir, atomic_write_bytes
 
 FLAGS = run_flags.FLAGS
 
@@ -38,7 +38,7 @@ def build(cfg, with_bytes=True, fold_bn=False, max_pixels=None):
     import tensorflow as tf
     from resnet_graph.data.pipeline import decode, preprocess
     from resnet_graph.nets.model import ResNet
-    size, channels, mean, std = cfg['image_size'], cfg['channels'], cfg['mean'], cfg['std']
+    size, channels, mean, std = cfg.image_size, cfg.channels, cfg.mean, cfg.std
 
     def classify(normalised, reuse):
         # NHWC whatever the run trained with: the same variables, and servers without a GPU can run it.
@@ -82,10 +82,7 @@ def write_frozen_graph(session, signatures, out):
     outputs = [t.op.name for t in signatures['predict_images'][1].values()]
     graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(session, session.graph_def, outputs)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + '.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(graph_def.SerializeToString())
-    os.replace(tmp, out)
+    atomic_write_bytes(out, graph_def.SerializeToString())
 
 
 def export(model_dir, checkpoint, fmt, out, max_pixels=None):
@@ -118,6 +115,9 @@ def main(args):
     require(FLAGS.model_dir, '--model_dir is required: the run directory written by resnet_graph.train')
     require(FLAGS.format, '--format is required: saved_model or frozen_graph')
     require(FLAGS.out, '--out is required: where to write the %s' % FLAGS.format)
+    run_path = os.path.join(os.path.realpath(FLAGS.model_dir), '')
+    require(not os.path.join(os.path.realpath(FLAGS.out), '').startswith(run_path), '--out %s is inside the run '
+            'directory %s, which export only reads; write it elsewhere' % (FLAGS.out, FLAGS.model_dir))
     if FLAGS.format == 'saved_model':
         require(not os.path.exists(FLAGS.out), '--out %s already exists; a SavedModel needs a new directory '
                 '(remove it or choose another --out)' % FLAGS.out)

@@ -11,7 +11,7 @@ T = config.TRAIN
 
 
 def define_train():
-    flags.DEFINE_integer('depth', T['depth'], 'ResNet depth: 18, 34, 50, 101 or 152.')
+    flags.DEFINE_integer('depth', T['depth'], 'ResNet depth: 18, 34, 50, 101, 152, or 6n+2 (CIFAR-style).')
     flags.DEFINE_string('dataset', T['dataset'], 'Data set name (digits: the embedded default).')
     flags.DEFINE_string('data_dir', T['data_dir'], 'Where the data set lives (unused for digits).')
     flags.DEFINE_string('model_dir', T['model_dir'], 'Run directory (default runs/resnet<depth>); '
@@ -20,7 +20,7 @@ def define_train():
     flags.DEFINE_integer('batch_size', T['batch_size'], 'Training batch size.')
     flags.DEFINE_integer('epochs', T['epochs'], 'Training epochs (ignored when --max_steps is set).')
     flags.DEFINE_integer('max_steps', T['max_steps'], 'Total training steps; 0: --epochs decide.')
-    flags.DEFINE_float('learning_rate', T['learning_rate'], 'Initial Adam learning rate.')
+    flags.DEFINE_float('learning_rate', T['learning_rate'], 'Initial learning rate (of every --optimizer).')
     flags.DEFINE_float('learning_decay_rate', T['learning_decay_rate'], 'Exponential decay factor.')
     flags.DEFINE_integer('learning_decay_steps', T['learning_decay_steps'], 'Steps per decay (staircase).')
     flags.DEFINE_float('weight_decay', T['weight_decay'], 'L2 factor on conv and dense kernels.')
@@ -52,7 +52,7 @@ def define_dtype(default=T['dtype']):
 
 
 def define_scale_out():
-    """The scaling-out flags of train (resnet_graph/towers.py, distributed.py)."""
+    """The scaling-out flags of train (resnet_graph/training/towers.py, distributed.py)."""
     flags.DEFINE_integer('num_devices', T['num_devices'], 'Towers on this machine, the batch split between them: '
                          'the first N GPUs, else N virtual CPU devices.')
     flags.DEFINE_list('devices', T['devices'], 'The towers\' devices, comma-separated, e.g. /gpu:0,/gpu:1 '
@@ -92,7 +92,8 @@ def define_import_checkpoint():
     flags.DEFINE_enum('variant', None, ['slim_v1', 'slim_v2', 'official_v1', 'official_v2'], 'The family of '
                       'the checkpoint: TF-Slim resnet_v1/v2 or tensorflow/models official r1 v1.5/v2.')
     flags.DEFINE_integer('depth', 50, 'ResNet depth: 50, 101 or 152 (official: also 18, 34).')
-    flags.DEFINE_string('checkpoint', None, 'The checkpoint prefix (the path without .index).')
+    flags.DEFINE_string('checkpoint', None, 'The checkpoint: its prefix (the path without .index), one of its '
+                        'files, a V1 file (resnet_v1_50.ckpt), a directory holding one, or a SavedModel directory.')
     flags.DEFINE_string('model_dir', None, 'The run directory to write (must not hold a run).')
     flags.DEFINE_integer('num_classes', None, 'Classifier width (default: the family\'s 1000 or 1001).')
     flags.DEFINE_string('labels', None, 'A file of class names, one a line (default: the class indices).')
@@ -101,7 +102,7 @@ def define_import_checkpoint():
 
 
 def define_architecture(defaults=T):
-    """The architecture-variant flags (train and summary); resnet_graph/variants.py says what each does."""
+    """The architecture-variant flags (train and summary); resnet_graph/nets/variants.py says what each does."""
     from resnet_graph.nets import variants
     flags.DEFINE_enum('architecture', defaults['architecture'], variants.ARCHITECTURES, 'imagenet (7x7 stem, '
                       'four stages), cifar (depth 6n+2: 3x3 stem, stages of 16/32/64 filters) or auto (imagenet '
@@ -165,7 +166,7 @@ def _define_float_list(name, default, help_text):
 
 
 def define_recipe():
-    """The training-recipe and fine-tuning flags of train (resnet_graph/optim.py, finetune.py)."""
+    """The training-recipe and fine-tuning flags of train (resnet_graph/training/optim.py, finetune.py)."""
     flags.DEFINE_enum('optimizer', T['optimizer'], ['adam', 'momentum', 'adamw'], 'adam (legacy default), '
                       'momentum (SGD with momentum) or adamw (Adam + decoupled weight decay on kernels).')
     flags.DEFINE_float('momentum', T['momentum'], 'Momentum of --optimizer momentum.')
@@ -199,6 +200,10 @@ def define_restore():
 def define_evaluate():
     define_restore()
     flags.DEFINE_enum('split', 'test', ['test', 'validation', 'train'], 'Which split to evaluate.')
+    flags.DEFINE_string('dataset', None, 'Evaluate on this data set instead of the run\'s own (an imported run '
+                        'has none), read with the run\'s image size and preprocessing.')
+    flags.DEFINE_string('data_dir', '', 'Where --dataset lives (unused for digits); alone: where the run\'s own '
+                        'data set lives now.')
 
 
 def define_predict():
@@ -221,7 +226,7 @@ def define_plot():
 
 
 def define_benchmark():
-    flags.DEFINE_integer('depth', 50, 'ResNet depth: 18, 34, 50, 101 or 152.')
+    flags.DEFINE_integer('depth', 50, 'ResNet depth: 18, 34, 50, 101, 152, or 6n+2 (CIFAR-style).')
     flags.DEFINE_integer('image_size', 32, 'Side of the square input images.')
     flags.DEFINE_integer('batch_size', 128, 'Batch size.')
     flags.DEFINE_integer('channels', 3, 'Input channels of the synthetic images.')

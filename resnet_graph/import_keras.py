@@ -164,7 +164,7 @@ def run_config(depth, num_classes, image_size, model_dir, labels=None, source=''
 def write_run(cfg, weights):
     """Saves config.json + best/model.ckpt-0 of ``weights`` (name -> array); returns the checkpoint prefix."""
     from resnet_graph.serving import imported
-    return imported.write_run(cfg, weights, what='Keras weight')
+    return imported.write_run(cfg, weights, what='Keras weight', who='import_keras')
 
 
 def main(args):
@@ -178,14 +178,16 @@ def main(args):
                                     os.path.basename(IMAGENET_URL % FLAGS.model)))
     require(os.path.isfile(FLAGS.weights), '--weights %s is not a file' % FLAGS.weights)
     require(FLAGS.model_dir, '--model_dir DIR is required: where the run directory is written')
-    require(not os.path.exists(os.path.join(FLAGS.model_dir, 'config.json')),
-            '--model_dir %s already holds a run; choose a new directory' % FLAGS.model_dir)
+    from resnet_graph.serving.imported import require_new_run
+    require_new_run(FLAGS.model_dir)
     require(FLAGS.image_size >= 32, '--image_size must be at least 32, got %s' % FLAGS.image_size)
     depth = MODELS[FLAGS.model]
     model = load_keras(FLAGS.weights, FLAGS.model)
     weights = keras_weights(model, FLAGS.model, depth)
     cfg = run_config(depth, int(weights['head/dense/bias'].shape[0]), FLAGS.image_size, FLAGS.model_dir,
                      FLAGS.labels, os.path.abspath(FLAGS.weights))
+    from resnet_graph.serving.imported import check_image_size
+    check_image_size(cfg)
     prefix = write_run(cfg, weights)
     print('imported keras.applications.%s from %s: %s; config %s'
           % (FLAGS.model.replace('resnet', 'ResNet'), FLAGS.weights, prefix,

@@ -6,12 +6,13 @@ and the learning rate, one colour per run, with the best checkpoint
 (best.json) marked. Needs matplotlib: pip install 'resnet_graph[plot]'.
 """
 import glob
+import io
 import os
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.errors import UsageError, require
-from resnet_graph.training.run_dir import RunDir
+from resnet_graph.training.run_dir import RunDir, atomic_write_bytes
 
 FLAGS = run_flags.FLAGS
 PANELS = (('loss', 'loss (cross-entropy + weight decay)'), ('accuracy', 'top-1 accuracy'),
@@ -26,15 +27,19 @@ def read_scalars(directory):
     """An event folder -> {tag: [(step, value), ...]} of its scalar summaries, sorted by step.
 
     Where several event files hold a step (a resumed run repeats the steps after
-    its last checkpoint), the newest file's value is kept.
+    its last checkpoint), the newest file's value is kept. A file cut short (its
+    writer was killed mid-record) is read up to the cut.
     """
     import tensorflow as tf
     scalars = {}
     for path in event_files(directory):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.WhichOneof('value') == 'simple_value':
-                    scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.WhichOneof('value') == 'simple_value':
+                        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+        except tf.errors.DataLossError:
+            pass  # the records before the cut are whole
     return {tag: sorted(points.items()) for tag, points in scalars.items()}
 
 
@@ -78,7 +83,10 @@ def draw(runs, out):
         axes[tag].legend(fontsize='small')
     if axes['learning_rate'].lines:
         axes['learning_rate'].set_yscale('log')
-    figure.savefig(out, dpi=100)
+    extension = os.path.splitext(out)[1][1:]
+    data = io.BytesIO()
+    figure.savefig(data, dpi=100, format=extension or None)
+    atomic_write_bytes(out, data.getvalue())  # a kill leaves no half figure
     return figure
 
 

@@ -121,7 +121,7 @@ def main(paths):
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
     from resnet_graph.serving.inference import RestoredRun
     restored = RestoredRun(FLAGS.model_dir, FLAGS.checkpoint)
-    results = predict_files(restored, paths, min(FLAGS.top_k, restored.config['num_classes']),
+    results = predict_files(restored, paths, min(FLAGS.top_k, restored.config.num_classes),
                             FLAGS.max_image_pixels)
     restored.close()
     for result in results:

@@ -20,7 +20,6 @@ import glob
 import json
 import os
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKERS = {'summary': ('<!-- perf_table:summary -->', '<!-- /perf_table:summary -->'),
@@ -182,18 +181,10 @@ def replace_between(text, which, body, path):
 
 
 def write_atomic(path, text):
-    """Writes ``text`` to ``path`` through a fsynced temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes ``text`` to ``path`` atomically (``resnet_graph.training.run_dir.atomic_write_text``)."""
+    sys.path.insert(0, ROOT)
+    from resnet_graph.training.run_dir import atomic_write_text
+    atomic_write_text(path, text)
 
 
 def update(results_dir, readme, performance, check=False):

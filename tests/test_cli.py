@@ -124,7 +124,7 @@ def test_a_signal_saves_and_the_same_command_finishes_the_run(signum, code, resu
             break
     rest, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert 'stopped by signal %d' % signum in rest
+    assert 'stopped by signal %d' % signum in rest and 'tensorboard --logdir %s' % model_dir in rest
     best = json.loads((model_dir / 'best.json').read_text())
     stopped_at = int(rest.split('stopped by signal %d at step ' % signum)[1].split(':')[0])
     assert 20 <= stopped_at < 60 and best['step'] == 20

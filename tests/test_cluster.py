@@ -215,7 +215,7 @@ def _ps_bytes(strategy, cfg):
 def test_ps_strategy_by_size_balances_the_bytes_round_robin_does_not():
     import config
     from resnet_graph.training.distributed import BySize, network_sizes
-    cfg = dict(config.TRAIN, depth=18, image_size=32, channels=3, num_classes=10)
+    cfg = config.RunConfig.defaults(depth=18, image_size=32, channels=3, num_classes=10)
     strategy = BySize(2, network_sizes(cfg))
     by_size, largest = _ps_bytes(strategy, cfg)
     round_robin, _ = _ps_bytes(None, cfg)
@@ -226,3 +226,15 @@ def test_ps_strategy_by_size_balances_the_bytes_round_robin_does_not():
     unplanned = BySize(2)  # variables it was not told of: each to the lighter task as it comes
     _ps_bytes(unplanned, cfg)
     assert abs(unplanned.loads[0] - unplanned.loads[1]) <= largest
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--workers', '0'], '--workers must be at least 1 (the chief), got 0'),
+    (['--ps', '1', '--workers', '1000'], '--ps 1 --workers 1000 start 1001 TensorFlow processes on this machine'),
+])
+def test_a_local_cluster_of_no_task_or_of_too_many_is_one_line(args, message, tmp_path):
+    result = run_cli('cluster', *args, '--', '--model_dir', tmp_path / 'run')
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    line, = error_lines(result.stderr)
+    assert message in line, line
+    assert not (tmp_path / 'run').exists()

@@ -55,7 +55,7 @@ def _logits(cfg, dtype, checkpoint, images, training=False):
 def test_a_bfloat16_run_trains_evaluates_and_records_its_dtype(bf16_run):
     model_dir, stdout = bf16_run
     assert 'test accuracy of the best checkpoint' in stdout
-    assert RunDir(model_dir).load_config()['dtype'] == 'bfloat16'
+    assert RunDir(model_dir).load_config().dtype == 'bfloat16'
     restored = RestoredRun(model_dir)  # what evaluate, predict and export build, from config.json
     try:
         assert restored.model.dtype == tf.bfloat16 and restored.model.logits.dtype == tf.float32
@@ -157,9 +157,11 @@ def test_float16_loss_scaling_skips_a_step_with_a_non_finite_gradient(tf_graph):
 
 
 def test_dynamic_loss_scale_is_set_by_float16_only():
-    assert optim.optimizer_options({'dtype': 'float16'})['dynamic_loss_scale'] is True
-    assert not optim.optimizer_options({'dtype': 'bfloat16'})['dynamic_loss_scale']
-    assert not optim.optimizer_options({})['dynamic_loss_scale']  # runs saved before --dtype
+    from config import RunConfig
+    assert optim.optimizer_options(RunConfig(dtype='float16'))['dynamic_loss_scale'] is True
+    assert not optim.optimizer_options(RunConfig(dtype='bfloat16'))['dynamic_loss_scale']
+    # runs saved before --dtype: float32
+    assert not optim.optimizer_options(RunConfig.from_json({'depth': 18}))['dynamic_loss_scale']
 
 
 @pytest.mark.parametrize('args,message', [
@@ -178,7 +180,8 @@ def test_the_trainer_counts_float16_overflows_apart_from_a_non_finite_loss(nan_p
     from resnet_graph.training import trainer as trainer_module
     lines = []
     trainer = object.__new__(trainer_module.Trainer)  # only what _check_loss reads
-    trainer.cfg, trainer.log = dict(dtype='float16', nan_policy=nan_policy), lines.append
+    from config import RunConfig
+    trainer.cfg, trainer.log = RunConfig(dtype='float16', nan_policy=nan_policy), lines.append
     trainer.run = RunDir(str(tmp_path))
     trainer.skipped = trainer.overflows = 0
     trainer._check_loss(2.3, False, 1)  # finite loss, update not applied: the gradients overflowed

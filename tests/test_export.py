@@ -111,13 +111,19 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path):
         (['--model_dir', model_dir, '--format', 'saved_model', '--out', taken], 'already exists'),
         (['--model_dir', model_dir, '--format', 'frozen_graph', '--out', taken], 'is a directory'),
         (['--model_dir', model_dir, '--format', 'frozen_graph'], '--out is required'),
+        (['--model_dir', model_dir, '--format', 'frozen_graph', '--out', model_dir / 'config.json'],
+         'is inside the run directory'),
+        (['--model_dir', model_dir, '--format', 'saved_model', '--out', model_dir / 'served'],
+         'is inside the run directory'),
     ]
+    config_before = (model_dir / 'config.json').read_bytes()
     for args, message in cases:
         result = run_cli('export', *args)
         lines = error_lines(result.stderr)
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert 'Traceback' not in result.stderr
-    assert os.listdir(taken) == []
+    assert os.listdir(taken) == [] and (model_dir / 'config.json').read_bytes() == config_before
+    assert not (model_dir / 'served').exists()
     from resnet_graph.errors import UsageError
     from resnet_graph.export import export as export_run  # in process: TensorFlow is loaded already
     missing = str(tmp_path / 'model.ckpt-7')

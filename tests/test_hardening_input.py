@@ -130,8 +130,8 @@ def test_a_step_that_cannot_fit_fails_fast_with_the_estimate(tmp_path, flag):
     assert result.returncode == 2 and time.time() - start < 30
     [line] = error_lines(result.stderr)
     assert re.match(r'resnet_graph\.train: error: a training step of depth 18, .* needs at least [\d.e+]+ GiB '
-                    r'\(activations .*\) and this machine has [\d.e+]+ GiB available; lower --batch_size or '
-                    r'--image_size$', line), line
+                    r'\(activations .*\) and this machine has [\d.e+]+ GiB available; lower (--batch_size \(\d+ fits\) '
+                    r'or --image_size|--image_size \(no --batch_size fits at this size\))$', line), line
     assert not os.path.exists(tmp_path / 'run')
 
 
@@ -149,10 +149,11 @@ def test_the_memory_estimate_counts_parameters_exactly():
     # every conv and dense kernel of the built graph (11,172,032 for depth 18, 23,475,392 for 50, 74,800 for 8 with
     # 10 classes and 3 channels), x4 bytes x (variable + gradient + Adam's two slots)
     for depth, kernels in ((18, 11172032), (50, 23475392), (8, 74800)):
-        assert memory.estimate(dict(config.TRAIN, depth=depth, image_size=32), 3, 10)[1] == 4 * kernels * 4, depth
-    cfg = dict(config.TRAIN, depth=18, image_size=32, batch_size=2)
+        estimate = memory.estimate(config.RunConfig.defaults(depth=depth, image_size=32), 3, 10)
+        assert estimate[1] == 4 * kernels * 4, depth
+    cfg = config.RunConfig.defaults(depth=18, image_size=32, batch_size=2)
     activations, weights, inputs = memory.estimate(cfg, channels=3, num_classes=10)
-    assert inputs == 4 * 2 * 32 * 32 * 3 * 3
+    assert inputs == 4 * 2 * 32 * 32 * 3 * 10  # five batches in flight, each as fetched and as normalised
     assert memory.check(cfg, available=2 ** 40) == activations + weights + inputs
     with pytest.raises(UsageError, match='needs at least'):
         memory.check(cfg, available=1000)
@@ -379,8 +380,8 @@ def test_a_binary_flagfile_is_one_line(tmp_path, command):
     result = run_cli(command, '--flagfile', flagfile, timeout=60)
     assert result.returncode == 2
     assert error_lines(result.stderr) == [
-        'resnet_graph.%s: error: a --flagfile is not UTF-8 text (byte 0: invalid start byte); give a text file of '
-        '--flag=value lines' % command] and len(result.stderr.splitlines()) == 1
+        'resnet_graph.%s: error: --flagfile %s is not UTF-8 text (byte 0: invalid start byte); give a text file of '
+        '--flag=value lines' % (command, flagfile)] and len(result.stderr.splitlines()) == 1
 
 
 def test_an_empty_model_dir_is_refused(tmp_path):

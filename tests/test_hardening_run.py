@@ -208,8 +208,9 @@ def test_a_full_disk_names_the_path_and_the_bytes_needed(tmp_path, monkeypatch):
 
 # -- 7: damaged records ----------------------------------------------------------------------------------------
 
-CONFIGS = [('not json {', 'config.json'), ('[1, 2]', 'config.json'), ({'depth': 19}, 'depth'),
-           ({'depth': '8'}, 'depth'), ({'batch_size': 0}, 'batch_size')]
+CONFIGS = [('not json {', 'config.json'), ('[1, 2]', 'config.json'), ('null', 'config.json'), ('{}', 'depth'),
+           ({'depth': 19}, 'depth'), ({'depth': '8'}, 'depth'), ({'batch_size': 0}, 'batch_size'),
+           ({'conv': 'nope'}, 'conv'), ({'dtype': 'int8'}, 'dtype')]
 
 
 @pytest.mark.parametrize('content, field', CONFIGS)
@@ -223,6 +224,49 @@ def test_a_damaged_config_is_one_line_naming_the_file_and_the_field(run_copy, co
         line = one_error_line(result)
         assert str(path) in line and field in line and '--' + field not in line, line
     assert len(good_checkpoints(run_copy)) == 3
+
+
+def test_a_config_without_its_depth_is_refused_and_left_as_it_was(run_copy):
+    # A default in place of a recorded architecture field would build, and write back, another network.
+    path = run_copy / 'config.json'
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in saved.items() if k != 'depth'}))
+    before = path.read_text()
+    for result in (run_cli('train', '--model_dir', run_copy, '--max_steps', 6),
+                   run_cli('evaluate', '--model_dir', run_copy)):
+        line = one_error_line(result)
+        assert str(path) in line and 'lacks depth' in line, line
+    assert path.read_text() == before and len(good_checkpoints(run_copy)) == 3
+
+
+def test_a_run_saved_before_channels_was_recorded_is_read_with_its_data_sets_channels(run_copy):
+    path = run_copy / 'config.json'
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != 'channels'}))
+    result = run_cli('evaluate', '--model_dir', run_copy)
+    assert result.returncode == 0 and 'top-1' in result.stdout, result.stderr
+
+
+def test_a_saved_image_size_too_large_for_the_machine_is_one_line_in_the_read_only_commands(run_copy):
+    path = run_copy / 'config.json'
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), image_size=100000)))
+    line = one_error_line(run_cli('evaluate', '--model_dir', run_copy))
+    assert line.startswith('resnet_graph.evaluate: error: %s describes a network that cannot run here' % path), line
+
+
+def test_a_run_without_best_points_the_read_only_commands_to_its_latest_checkpoint(run_copy):
+    shutil.rmtree(str(run_copy / 'best'))
+    line = one_error_line(run_cli('evaluate', '--model_dir', run_copy))
+    assert line.endswith('no best checkpoint in %s; use --checkpoint latest (%s), or resume training to rebuild '
+                         'best/' % (run_copy, run_copy / 'model.ckpt-4')), line
+    assert run_cli('evaluate', '--model_dir', run_copy, '--checkpoint', 'latest').returncode == 0
+
+
+def test_a_copied_run_resumes_from_a_relative_model_dir(run_copy, tmp_path):
+    # Its checkpoint state file names the original directory: the repaired one must name the copy's files.
+    result = run_cli('train', '--model_dir', 'run', '--max_steps', 6, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert 'resuming from run/model.ckpt-4 at step 4' in result.stdout, result.stdout
+    assert os.path.exists(str(run_copy / 'model.ckpt-6.index'))
 
 
 BESTS = [('[]', 'best.json'), ({'validation_accuracy': 2.0}, 'validation_accuracy'), ({'step': 999}, 'step')]

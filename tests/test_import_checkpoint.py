@@ -74,19 +74,27 @@ def test_from_run_builds_the_preprocessing_in(imported, image):
     assert np.abs(got - logits).max() <= 1e-4 * np.abs(logits).max()
 
 
+@pytest.mark.slow
 def test_export_serves_the_reference_class(imported, image, tmp_path):
+    """Both signatures of the exported SavedModel give the reference's probabilities, and predict's."""
     version, run, logits = imported
-    if version == 1:
-        pytest.skip('one export is enough: the graph is the same code path for both')
     out = tmp_path / 'saved'
     result = run_cli('export', '--model_dir', run, '--format', 'saved_model', '--out', out)
     assert result.returncode == 0, result.stderr[-2000:]
     with tf.Graph().as_default(), v1.Session() as sess:
         meta = v1.saved_model.loader.load(sess, ['serve'], str(out))
-        signature = meta.signature_def['serving_default']
-        classes = sess.run(signature.outputs['classes'].name,
-                           {signature.inputs['image_bytes'].name: [open(image[0], 'rb').read()]})
+        by_bytes, by_pixels = meta.signature_def['serving_default'], meta.signature_def['predict_images']
+        classes, probabilities = sess.run([by_bytes.outputs['classes'].name, by_bytes.outputs['probabilities'].name],
+                                          {by_bytes.inputs['image_bytes'].name: [open(image[0], 'rb').read()]})
+        from_pixels = sess.run(by_pixels.outputs['probabilities'].name,
+                               {by_pixels.inputs['images'].name: image[1][None].astype(np.float32) / 255.0})
     assert classes.tolist() == [int(np.argmax(logits))]
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(probabilities[0], expected, atol=1e-4)
+    np.testing.assert_allclose(from_pixels[0], expected, atol=1e-4)
+    predicted = run_cli('predict', '--model_dir', run, '--json', '--top_k', '1', image[0])
+    best = json.loads(predicted.stdout.splitlines()[-1])[0]['top_k'][0]
+    assert best['probability'] == pytest.approx(float(probabilities[0].max()), abs=1e-5)
 
 
 @pytest.mark.parametrize('args, message', [

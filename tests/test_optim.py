@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import config
 from conftest import SMALL, ancestors, error_lines, run_cli
 from resnet_graph.training import optim
 from resnet_graph.training import trainer as trainer_module
@@ -21,8 +22,9 @@ def rates(cfg, steps, steps_per_epoch=10, total_steps=100):
     """The learning rate of ``cfg`` at each global step in ``steps`` (the step variable assigned, then read)."""
     with tf.Graph().as_default():
         step = v1.train.get_or_create_global_step()
-        lr = optim.learning_rate(dict(dict(learning_rate=0.1, learning_decay_rate=0.5, learning_decay_steps=30),
-                                      **cfg), step, steps_per_epoch, total_steps)
+        lr = optim.learning_rate(config.RunConfig.defaults(**dict(dict(
+            learning_rate=0.1, learning_decay_rate=0.5, learning_decay_steps=30), **cfg)), step, steps_per_epoch,
+            total_steps)
         assert lr.op.name == 'learning_rate' and lr.dtype == tf.float32
         with v1.Session() as sess:
             out = []
@@ -302,7 +304,7 @@ def test_warm_start_restores_all_but_the_head_and_frozen_stages_stay_bitwise(sou
                          'head/dense/bias)' % path)
     assert report[2].startswith('frozen: 25 variables (stem/conv/kernel, stem/bn/gamma, stem/bn/beta, ... (22 more))')
     # A resumed run restores its own checkpoint: the source is not read (here it no longer exists).
-    resumed = trainer_module.Trainer(dict(cfg, warm_start_from=str(tmp_path / 'gone'), max_steps=4),
+    resumed = trainer_module.Trainer(cfg.replace(warm_start_from=str(tmp_path / 'gone'), max_steps=4),
                                      log=lines.append).train()
     assert resumed['step'] == 4 and not [line for line in lines[len(report):] if line.startswith('warm start')]
 
@@ -321,5 +323,5 @@ def test_a_checkpoint_with_another_head_needs_the_exclude_and_exits_2(tmp_path):
     assert result.returncode == 2, result.stderr
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and 'head/dense/kernel with shape [512, 7]' in lines[0], result.stderr
-    assert '--warm_start_exclude' in lines[0]
+    assert 'exclude it with --warm_start_exclude head/ to train a new head' in lines[0] and 'weights' not in lines[0]
     assert not os.path.exists(tmp_path / 'run')

@@ -61,6 +61,20 @@ def test_a_resumed_run_keeps_the_newest_value_of_a_repeated_step(tmp_path):
     assert plot.read_scalars(str(tmp_path)) == {'loss': [(1, 2.0), (2, 3.0), (3, 5.0), (4, 6.0)]}
 
 
+def test_an_event_file_cut_short_by_a_kill_is_read_up_to_the_cut(tmp_path):
+    import tensorflow as tf
+    with tf.Graph().as_default():
+        writer = tf.compat.v1.summary.FileWriter(str(tmp_path))
+        for step in (1, 2, 3):
+            writer.add_summary(tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(
+                tag='loss', simple_value=float(step))]), step)
+        writer.close()
+    path, = [tmp_path / name for name in os.listdir(tmp_path)]
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])  # the last record cut in the middle
+    assert plot.read_scalars(str(tmp_path)) == {'loss': [(1, 1.0), (2, 2.0)]}
+
+
 def test_command_draws_two_runs_on_one_figure(runs, tmp_path):
     out = tmp_path / 'curves.png'
     result = run_cli('plot', '--model_dir', runs[0], '--model_dir', runs[1], '--out', out)

@@ -54,7 +54,7 @@ def test_a_second_signal_exits_at_once_and_the_run_still_resumes(tmp_path):
 def _poison(trainer, at_step):
     """Makes the training batch of step ``at_step`` (1-based) all NaN."""
     fetch = trainer.loader.source.fetch
-    target = EpochOrder(trainer.loader.train_ids, trainer.cfg['batch_size'], trainer.cfg['seed']).batch_ids(at_step - 1)
+    target = EpochOrder(trainer.loader.train_ids, trainer.cfg.batch_size, trainer.cfg.seed).batch_ids(at_step - 1)
 
     def poisoned(ids):
         images, labels = fetch(ids)

@@ -359,7 +359,9 @@ def test_train_cli_on_cifar_files_resumes_with_the_same_split(cifar_run):
         (0.5, 20240601, 3, 'cifar')
     assert saved['num_classes'] == 10 and len(saved['mean']) == 3
     from resnet_graph.training.run_dir import incompatible  # asking a resume for another split is refused (exit 2)
-    assert incompatible(saved, dict(validation_fraction=0.1)) == ['validation_fraction: saved 0.5, asked 0.1']
+    from config import RunConfig
+    assert incompatible(RunConfig.from_json(saved), dict(validation_fraction=0.1)) == [
+        'validation_fraction: saved 0.5, asked 0.1']
     from resnet_graph.serving.inference import RestoredRun  # what evaluate and predict rebuild from config.json
     restored = RestoredRun(str(root / 'run'))
     assert restored.evaluate('validation')['images'] == 30 and restored.loader.augment == 'none'

@@ -17,7 +17,7 @@ from resnet_graph.nets.model import ResNet
 pytestmark = pytest.mark.slow  # multi-tower training runs
 
 v1 = tf.compat.v1
-CFG = dict(config.TRAIN, depth=8, image_size=8, channels=1, num_classes=10, num_devices=2)
+CFG = config.RunConfig.defaults(depth=8, image_size=8, channels=1, num_classes=10, num_devices=2)
 
 
 def _batch(n=8):
@@ -107,7 +107,7 @@ def test_synchronised_batch_norm_gives_one_devices_training_step_on_the_whole_ba
     # --sync_bn: in training mode too the towers compute exactly what one device computes on the whole batch.
     checkpoint, images, labels, _, _ = towers_run
     loss, grads, means = _one_device(checkpoint, images, labels, training=True)
-    cfg = dict(CFG, sync_bn=True)
+    cfg = CFG.replace(sync_bn=True)
     with tf.Graph().as_default():
         model = towers.build_model(cfg, '', tf.constant(images), tf.constant(labels))
         averaged = _with_weight_decay(model, model.average_gradients())
@@ -135,7 +135,7 @@ def test_synchronised_batch_norm_gives_one_devices_training_step_on_the_whole_ba
 def test_synchronised_batch_norm_in_bfloat16_stays_close_to_one_device(towers_run):
     checkpoint, images, labels, _, _ = towers_run
     loss = _one_device(checkpoint, images, labels, training=True)[0]
-    cfg = dict(CFG, sync_bn=True, dtype='bfloat16')
+    cfg = CFG.replace(sync_bn=True, dtype='bfloat16')
     with tf.Graph().as_default():
         model = towers.build_model(cfg, '', tf.constant(images), tf.constant(labels))
         with v1.Session(config=towers.session_config(cfg)) as sess:

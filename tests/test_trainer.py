@@ -8,9 +8,9 @@ from resnet_graph.training import trainer as trainer_module
 
 
 def tiny_config(model_dir, **overrides):
-    cfg = dict(config.TRAIN, depth=8, image_size=16, batch_size=32, log_every=2, model_dir=str(model_dir))
-    cfg.update(overrides)
-    return cfg
+    """A config.RunConfig of a tiny run into ``model_dir`` (depth 8, 16x16, batch 32) with ``overrides``."""
+    return config.RunConfig.defaults(**dict(dict(depth=8, image_size=16, batch_size=32, log_every=2,
+                                                 model_dir=str(model_dir)), **overrides))
 
 
 def test_best_checkpoint_changes_only_on_improvement(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import config
 from conftest import error_lines, run_cli, seeded_logits
 from resnet_graph.nets import variants
 from resnet_graph.serving.inference import RestoredRun
@@ -183,7 +184,9 @@ def test_bad_variants_exit_2_before_tensorflow(args, message, tmp_path):
 
 
 def test_old_configs_build_the_standard_network_and_clash_is_reported():
-    old = dict(depth=18, num_classes=10, image_size=16, channels=1, weight_decay=0.0, bn_momentum=0.9)
+    # A config.json written before the variants (and --conv, --dtype) existed: their defaults fill in.
+    old = config.RunConfig.from_json(dict(depth=18, num_classes=10, image_size=16, channels=1, weight_decay=0.0,
+                                          bn_momentum=0.9))
     assert variants.from_config(old) == variants.DEFAULTS
     with tf.Graph().as_default():
         assert ResNet.from_config(old).num_params() == params(18, 10, 16, 16, 1)

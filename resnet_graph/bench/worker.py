@@ -92,8 +92,8 @@ def run_ours(spec):
         if train:
             global_step = v1.train.get_or_create_global_step()
             # The train command's default step: its learning rate schedule and optimizer.
-            cfg = dict(config.TRAIN, dtype=spec.get('dtype', 'float32'))  # float16: dynamic loss scaling
-            op = optim.build_train_step(cfg, net, global_step, cfg['learning_decay_steps'], 10 ** 6)[0]
+            cfg = config.RunConfig.defaults(dtype=spec.get('dtype', 'float32'))  # float16: dynamic loss scaling
+            op = optim.build_train_step(cfg, net, global_step, cfg.learning_decay_steps, 10 ** 6)[0]
         else:
             op = net.probabilities
         with v1.Session(config=session_config(spec['xla'])) as sess:

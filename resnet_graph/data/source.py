@@ -178,10 +178,7 @@ def check_splits(source, fraction, needed=('train', 'validation', 'test')):
 
 
 def source_options(cfg):
-    """The ``load_source`` options a run configuration sets (defaults for runs saved before they existed)."""
-    import config
-    return dict(validation_fraction=cfg.get('validation_fraction', config.TRAIN['validation_fraction']),
-                split_seed=cfg.get('split_seed', config.TRAIN['split_seed']), channels=cfg.get('channels', 0),
-                strict=cfg.get('strict_data', False), download=cfg.get('download', False),
-                max_image_pixels=cfg.get('max_image_pixels', config.TRAIN['max_image_pixels']),
-                data_roots=cfg.get('data_roots', []))
+    """The ``load_source`` options (a dict) that ``cfg`` (a config.RunConfig) sets."""
+    return dict(validation_fraction=cfg.validation_fraction, split_seed=cfg.split_seed, channels=cfg.channels,
+                strict=cfg.strict_data, download=cfg.download, max_image_pixels=cfg.max_image_pixels,
+                data_roots=cfg.data_roots)

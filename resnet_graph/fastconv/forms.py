@@ -108,9 +108,9 @@ def _few_rows_matmul_grads(op, dy):
     return tf.transpose(tf.matmul(b, dy, transpose_b=True)), tf.matmul(a, dy, transpose_a=True)
 
 
-def patch_conv(x, kernel, stride, pads, out_size, epilogue=None, few_rows=False):
-    """Convolution as explicit patches of the live taps + one matrix multiply (or ``_whole_map_conv``, where
-    the map has fewer positions than live taps: it then needs fewer multiplies)."""
+def patch_conv(x, kernel, stride, pads, out_size, epilogue=None, few_rows=False, whole_map=True):
+    """Convolution as explicit patches of the live taps + one matrix multiply (or, when ``whole_map``,
+    ``_whole_map_conv`` where the map has fewer positions than live taps: it then needs fewer multiplies)."""
     _, height, width, in_channels = x.shape.as_list()
     top, bottom, left, right = pads
     out_h, out_w = out_size
@@ -124,7 +124,7 @@ def patch_conv(x, kernel, stride, pads, out_size, epilogue=None, few_rows=False)
 
     rows, cols = live(top, height, out_h), live(left, width, out_w)
     taps = [(i, j) for i in rows for j in cols]
-    if height * width < len(taps):  # fewer multiplies as one whole-map product (see _whole_map_conv)
+    if whole_map and height * width < len(taps):  # fewer multiplies as one whole-map product (see _whole_map_conv)
         return _whole_map_conv(x, kernel, stride, (top, left), out_size, epilogue, few_rows)
     padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]) if any(pads) else x
     patches = strided_taps(padded, taps, stride, out_size)

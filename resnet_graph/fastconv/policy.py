@@ -19,16 +19,30 @@ class ConvPolicy(object):
         is its centre tap; on 2x2 every output reads every input).
       forward_gradients: training graphs give stride-1 SAME convolutions the
         gradient ``forms._conv_grads_as_forward_convs``.
+      whole_map_min_batch: a small map with fewer positions than live taps is one
+        whole-map multiply (``forms._whole_map_conv``) only from this batch size up:
+        its kernel-side work does not shrink with the batch, the patches' does.
+      batch_size: the batch the graph will run, for inputs whose static batch
+        dimension is unknown (None: unknown, and the whole-map form is taken).
     """
 
-    def __init__(self, small_map_positions=config.SMALL_MAP_POSITIONS, forward_gradients=False):
+    def __init__(self, small_map_positions=config.SMALL_MAP_POSITIONS, forward_gradients=False,
+                 whole_map_min_batch=config.WHOLE_MAP_MIN_BATCH, batch_size=None):
         self.small_map_positions = small_map_positions
         self.forward_gradients = forward_gradients
+        self.whole_map_min_batch = whole_map_min_batch
+        self.batch_size = batch_size
 
     @classmethod
-    def from_config(cls):
-        """The policy config.py asks for on this CPU (``config.FORWARD_CONV_GRADIENTS``: 'auto' follows AVX-512)."""
-        return cls(config.SMALL_MAP_POSITIONS, cpu.enabled('FORWARD_CONV_GRADIENTS'))
+    def from_config(cls, batch_size=None):
+        """The policy config.py asks for on this CPU (``config.FORWARD_CONV_GRADIENTS``: 'auto' follows AVX-512),
+        for graphs that run ``batch_size`` images at a time (None: unknown)."""
+        return cls(config.SMALL_MAP_POSITIONS, cpu.enabled('FORWARD_CONV_GRADIENTS'), batch_size=batch_size)
+
+    def _whole_map(self, x):
+        """Whether a small map of ``x`` [N, H, W, C] may be one whole-map multiply (see whole_map_min_batch)."""
+        batch = x.shape[0] if x.shape[0] is not None else self.batch_size
+        return batch is None or batch >= self.whole_map_min_batch
 
     def conv(self, x, kernel, stride, pads, out_size, epilogue=None, inference=False):
         """The tuned form of one convolution, or None where the plain Conv2D is the one to take.
@@ -52,7 +66,7 @@ class ConvPolicy(object):
             x = forms.strided_taps(x, [(0, 0)], stride, out_size)[0]
             return forms.matmul_nhwc(x, tf.reshape(kernel, kernel.shape[2:]), epilogue, few_rows)
         if small_map:
-            return forms.patch_conv(x, kernel, stride, pads, out_size, epilogue, few_rows)
+            return forms.patch_conv(x, kernel, stride, pads, out_size, epilogue, few_rows, self._whole_map(x))
         same = ((k - 1) // 2, k - 1 - (k - 1) // 2) * 2
         if stride == 1 and tuple(pads) == same and k % 2 and self.forward_gradients and not inference:
             return forms.then(forms.conv_same(x, kernel, forward_gradient=True), epilogue)

@@ -5,9 +5,7 @@ like the paper's table: ``stem/conv``, ``stage1/block0/conv1``,
 ``stage1/block0/shortcut/conv``, ``head/dense`` (under ``scope/`` when a scope
 is given). The tensors a caller needs have stable graph names: ``input_x``,
 ``input_y``, ``is_training``, ``logits``, ``probabilities``, ``predictions``.
-
-The keras.applications options work in graph mode too: ``input_tensor``,
-``input_shape``, ``include_top``, ``pooling``, ``classes``, ``weights``.
+The keras.applications options work in graph mode too (docs/api.md).
 """
 
 import tensorflow as tf
@@ -15,109 +13,40 @@ import tensorflow as tf
 import config
 
 from resnet_graph.nets import layers
+from resnet_graph.nets import run_network
 from resnet_graph.nets import variants
+from resnet_graph.nets.checks import check_data_format, check_depth, compute_dtype, conv_policy
+from resnet_graph.nets.outputs import classifier_outputs
 
 v1 = tf.compat.v1
+# The checks and the outputs live in checks.py and outputs.py; importing them from here still works.
+__all__ = ['ResNet', 'POOLINGS', 'check_data_format', 'check_depth', 'classifier_outputs', 'compute_dtype',
+           'conv_policy']
 
-# The stage tables (ImageNet- and CIFAR-style), widths and other variants are in ``variants``.
 POOLINGS = (None, 'avg', 'max')
 
 
-def check_depth(depth, architecture='auto'):
-    """Raises ValueError naming the valid depths when ``depth`` is not one of them."""
-    variants.resolve(depth, architecture)
-
-
-def compute_dtype(dtype):
-    """'float32' | 'bfloat16' | 'float16' (or the tf.DType) -> the tf.DType; ValueError for any other."""
-    name = getattr(dtype, 'name', dtype)
-    if name not in layers.COMPUTE_DTYPES:
-        raise ValueError('dtype=%r is not one of %s' % (dtype, ', '.join(layers.COMPUTE_DTYPES)))
-    return tf.as_dtype(name)
-
-
-def conv_policy(conv):
-    """``ResNet``'s conv argument -> the ``fastconv.ConvPolicy`` its convolutions follow (None: plain Conv2D)."""
-    if conv == 'plain':
-        return None
-    if conv == 'shape_aware':
-        from resnet_graph.fastconv.policy import ConvPolicy
-        return ConvPolicy.from_config()
-    if hasattr(conv, 'conv'):
-        return conv
-    raise ValueError("conv=%r is not 'shape_aware', 'plain' or a fastconv.ConvPolicy" % (conv,))
-
-
-def check_data_format(data_format):
-    """Raises ValueError unless this machine can run ``data_format`` (NCHW convolutions need a GPU)."""
-    if data_format == 'NCHW' and not tf.config.list_physical_devices('GPU'):
-        raise ValueError('data_format=NCHW needs a GPU and this machine has none (TensorFlow runs NCHW '
-                         'convolutions on GPUs only); use NHWC')
-
-
 class ResNet(object):
-    """Builds a ResNet in the current default graph.
+    """Builds a ResNet in the current default graph; docs/api.md describes every argument and attribute.
 
-    Args:
+    Args (the main ones):
       depth: 18, 34 (basic blocks) or 50, 101, 152 (bottlenecks); 6n+2 for CIFAR-style.
-      num_classes: width of the logits (``classes`` is the keras.applications spelling of it).
-      height, width, channels: the input image shape (``input_shape=(H, W, C)`` likewise;
-        H and W may be None for a placeholder of any size).
-      input_tensor: optional float32 tensor [N, H, W, C] to build on instead of
-        the ``input_x`` placeholder (a pipeline's output, a caller's tensor).
-      label_tensor: optional int64 tensor [N] to use instead of ``input_y``.
-      training: None for an ``is_training`` placeholder (default False), a
-        Python bool to fix the batch-norm mode when the graph is built, or a
-        scalar bool tensor (one switch shared by several towers).
-      include_top: build the classifier (global average pooling + dense), the
-        loss and the metrics; False stops at the features.
-      pooling: with include_top=False, None (``features`` is the last feature
-        map [N, h, w, C_out]), 'avg' or 'max' (``features`` is [N, C_out]).
-      weights: None, or a resnet_graph run directory or checkpoint: the
-        variables are then initialised from it when the caller's session runs
-        the initializer (``tf.compat.v1.train.init_from_checkpoint``).
-      weights_exclude: regular expressions of variable names (without the
-        scope) that ``weights`` must not initialise, e.g. ``('head/',)`` for a
-        new head; they keep their fresh initialisers.
-      scope: variable scope of the network ('' = top level, as the trainer's checkpoints).
-      reuse: True or tf.compat.v1.AUTO_REUSE to share the variables of an earlier
-        build in the same scope (a second tower).
-      weight_decay: L2 factor on conv and dense kernels (not BN, not biases).
-      bn_momentum: decay of the batch-norm moving averages per step (None: config's; the
-        official variants' 0.997).
-      zero_init_residual: start the last BN gamma of every block at 0.
-      conv: 'shape_aware' (the train flag ``--conv``'s default: the exact
-        CPU-tuned forms of ``fastconv.ConvPolicy.from_config()``), 'plain'
-        (TensorFlow's Conv2D), or a ``fastconv.ConvPolicy``.
-      cross_replica_sum: synchronised batch norm across towers (see
-        ``layers.batch_norm``; ``towers.Towers`` passes it with ``--sync_bn``).
-      fold_bn: with training=False, compute each convolution and the batch
-        norm after it as one convolution (``layers.conv2d_bn_folded``: the
-        same variables, the same outputs within rounding); no effect on a
-        graph that can train. The inference commands pass ``config.FOLD_BN``.
-      dtype: 'float32', 'bfloat16' or 'float16' (``layers.COMPUTE_DTYPES``):
-        the dtype the convolutions and the dense layer compute in (mixed
-        precision). The variables stay float32 (the same names and checkpoints
-        for every dtype); batch-norm statistics and the logits and everything
-        after them (softmax, loss, metrics) are float32; endpoints and
-        ``features`` are in ``dtype``.
-      architecture, shortcut, resnet_version, stride_in, width_multiplier,
-      no_residual, data_format, variant, output_stride: the variants (``resnet_graph/variants.py``
-        says what each does; ``self.spec`` holds them resolved).
+      num_classes (``classes``), height, width, channels (``input_shape``): the logits' width, the input shape;
+        num_classes None: a checkpoint family's own (slim_v1, keras 1000; slim_v2, official 1001), else 10.
+      input_tensor, label_tensor: float32 [N, H, W, C] and int64 [N] tensors instead of the placeholders.
+      training: None (an ``is_training`` placeholder, default False), a Python bool or a scalar bool tensor.
+      include_top, pooling: the classifier, or the features (pooling None [N, h, w, C], 'avg' or 'max' [N, C]).
+      weights, weights_exclude: a run directory or checkpoint the initializers read; regexes left fresh.
+      conv: 'shape_aware' (``fastconv.ConvPolicy.from_config()``), 'plain' (Conv2D) or a ConvPolicy.
+      dtype: what the convolutions and the dense layer compute in; variables and logits stay float32.
+      architecture ... output_stride: the variants (``variants.py``; ``self.spec`` holds them resolved).
 
-    Attributes (tensors): input_x [N,H,W,C], endpoints (dict 'stem', 'stage1'..
-    'stage4' -> feature maps), features, and with include_top: input_y [N]
-    int64, is_training, logits [N, num_classes], probabilities, predictions
-    [N] int64 (argmax over classes), cross_entropy, regularization_loss, loss
-    (cross_entropy + regularization_loss), accuracy, top5_accuracy.
-    Lists: variables, trainable_variables, decayed_kernels (the conv and dense
-    kernels that weight_decay covers), update_ops (this build's BN
-    updates), and weights_report (restored / fresh variable names) when
-    ``weights`` is given. The TF1 collections hold the same: UPDATE_OPS,
-    REGULARIZATION_LOSSES (added once, by the build that creates the variables).
+    Attributes: input_x, endpoints, features; with include_top input_y, is_training, logits [N, num_classes],
+    probabilities, predictions [N] int64, cross_entropy, regularization_loss, loss, accuracy, top5_accuracy;
+    variables, trainable_variables, decayed_kernels, update_ops (this build's BN updates), weights_report.
     """
 
-    def __init__(self, depth=50, num_classes=10, height=32, width=32, channels=1, input_tensor=None,
+    def __init__(self, depth=50, num_classes=None, height=32, width=32, channels=1, input_tensor=None,
                  label_tensor=None, training=None, include_top=True, pooling=None, weights=None,
                  weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=None,
                  zero_init_residual=True, conv='shape_aware', classes=None, input_shape=None, architecture='auto',
@@ -126,17 +55,17 @@ class ResNet(object):
                  dtype='float32', output_stride=None):
         self.spec = variants.resolve(depth, architecture, shortcut, resnet_version, stride_in, width_multiplier,
                                      no_residual, data_format, variant, output_stride=output_stride)
-        if classes is not None:
-            if not include_top:
-                raise ValueError('classes=%r needs include_top=True (there is no classifier without the top)'
-                                 % (classes,))
-            num_classes = classes
+        if classes is not None and not include_top:
+            raise ValueError('classes=%r needs include_top=True (there is no classifier without the top)'
+                             % (classes,))
+        num_classes = classes if classes is not None else num_classes
+        if num_classes is None:
+            num_classes = variants.default_classes(self.spec.variant)
         if pooling not in POOLINGS:
             raise ValueError('pooling=%r is not one of None, "avg", "max"' % (pooling,))
-        if input_shape is not None:
-            if len(input_shape) != 3:
-                raise ValueError('input_shape=%r must be (height, width, channels)' % (input_shape,))
-            height, width, channels = input_shape
+        if input_shape is not None and len(input_shape) != 3:
+            raise ValueError('input_shape=%r must be (height, width, channels)' % (input_shape,))
+        height, width, channels = input_shape if input_shape is not None else (height, width, channels)
         self.depth = depth
         self.num_classes = num_classes
         self.include_top = include_top
@@ -152,16 +81,8 @@ class ResNet(object):
         self.variables = []
         self._created = False
         self.input_x = self._input(input_tensor, [None, height, width, channels])
-        if training is None:
-            self.is_training = v1.placeholder_with_default(False, [], name='is_training')
-            training = self.is_training
-        elif isinstance(training, tf.Tensor):
-            self.is_training = training
-        else:
-            self.is_training = tf.constant(training, name='is_training')
-        self._training = training
-        self._fold_bn = fold_bn and training is False
-        self.update_ops = []
+        self.is_training, self._training = self._training_switch(training)
+        self._fold_bn = fold_bn and self._training is False
         updates_before = len(v1.get_collection_ref(v1.GraphKeys.UPDATE_OPS))
         with v1.variable_scope(scope or v1.get_variable_scope(), reuse=reuse, custom_getter=self._track):
             self.scope = v1.get_variable_scope().name
@@ -184,38 +105,24 @@ class ResNet(object):
 
     @classmethod
     def from_config(cls, cfg, **kwargs):
-        """Builds the network a run's configuration (``config.json``) describes; kwargs as for __init__."""
-        size = cfg['image_size']
-        kwargs = dict(variants.from_config(cfg), **kwargs)
-        kwargs.setdefault('conv', cfg.get('conv', config.TRAIN['conv']))
-        kwargs.setdefault('dtype', cfg.get('dtype', config.TRAIN['dtype']))  # runs saved before --dtype: float32
-        return cls(cfg['depth'], cfg['num_classes'], size, size, cfg['channels'], weight_decay=cfg['weight_decay'],
-                   bn_momentum=cfg['bn_momentum'], **kwargs)
+        """The network ``cfg`` (a config.RunConfig) describes; kwargs as for __init__ (``run_network.from_config``)."""
+        return run_network.from_config(cls, cfg, **kwargs)
 
     @classmethod
     def from_run(cls, model_dir, input_tensor=None, **kwargs):
-        """A run directory's network with its preprocessing inside, restored from its best checkpoint.
+        """A run directory's network with its preprocessing inside (``run_network.from_run``)."""
+        return run_network.from_run(cls, model_dir, input_tensor, **kwargs)
 
-        input_tensor: float32 [N, h, w, C] raw images, values 0..255 (None: a placeholder ``raw_images``
-        of any size), resized to the run's image_size and normalised with its mean and std in the graph,
-        exactly as predict does. The variables take the run's best checkpoint (else its latest) when the
-        session runs the initializer. kwargs as for __init__ (training defaults to False).
-        Returns the ResNet; ``raw_images`` is its raw input, ``input_x`` the normalised one.
-        """
-        from resnet_graph.data.pipeline import preprocess
-        from resnet_graph.training.run_dir import RunDir
-        cfg = RunDir(model_dir).require_config()
-        if input_tensor is None:
-            input_tensor = v1.placeholder(tf.float32, [None, None, None, cfg['channels']], name='raw_images')
-        raw = tf.convert_to_tensor(input_tensor, tf.float32)
-        with tf.name_scope('preprocess'):
-            normalised = preprocess(raw / 255.0, cfg['image_size'], cfg['mean'], cfg['std'])
-        kwargs.setdefault('training', False)
-        net = cls.from_config(cfg, input_tensor=normalised, weights=model_dir, **kwargs)
-        net.raw_images = raw
-        return net
-
-    # -- inputs and variables ------------------------------------------------------
+    # Inputs and variables, then the network, then its outputs.
+    @staticmethod
+    def _training_switch(training):
+        """``training`` -> (the ``is_training`` tensor, the batch-norm switch: a Python bool or a tensor)."""
+        if training is None:
+            is_training = v1.placeholder_with_default(False, [], name='is_training')
+            return is_training, is_training
+        if isinstance(training, tf.Tensor):
+            return training, training
+        return tf.constant(training, name='is_training'), training
 
     @staticmethod
     def _input(tensor, shape):
@@ -266,9 +173,8 @@ class ResNet(object):
     def _init_from(self, weights, exclude):
         """Makes the initializers of this network's variables read ``weights``; returns the report."""
         from resnet_graph.nets.weights import init_from
-        return init_from({self.local_name(v): v for v in self.variables}, weights, exclude, self.num_classes)
-
-    # -- network -----------------------------------------------------------------
+        head = {self.local_name(v) for v in self.variables[-2:]} if self.include_top else ()
+        return init_from({self.local_name(v): v for v in self.variables}, weights, exclude, self.num_classes, head)
 
     @property
     def _spatial_axes(self):
@@ -437,8 +343,6 @@ class ResNet(object):
                                  epsilon=self.spec.bn_epsilon, zero_init=zero_init, data_format=self.data_format,
                                  cross_replica_sum=self.cross_replica_sum)
 
-    # -- outputs -------------------------------------------------------------------
-
     def _build_outputs(self):
         for name, tensor in classifier_outputs(self.logits, self.input_y, self.regularization_loss,
                                                self.num_classes).items():
@@ -448,18 +352,3 @@ class ResNet(object):
         """Number of trainable parameters of this network (an int)."""
         return sum(v.shape.num_elements() for v in self.trainable_variables)
 
-
-def classifier_outputs(logits, labels, regularization_loss, num_classes):
-    """The named outputs of a classifier from its logits [N, K] and int64 labels [N].
-
-    Returns a dict of tensors: probabilities [N, K], predictions [N] (argmax), cross_entropy,
-    loss (cross_entropy + regularization_loss), accuracy and top5_accuracy (scalars).
-    """
-    predictions = tf.argmax(logits, axis=1, name='predictions')
-    cross_entropy = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits),
-                                   name='cross_entropy')
-    top5 = tf.nn.in_top_k(predictions=logits, targets=labels, k=min(5, num_classes))
-    return dict(probabilities=tf.nn.softmax(logits, name='probabilities'), predictions=predictions,
-                cross_entropy=cross_entropy, loss=tf.add(cross_entropy, regularization_loss, name='loss'),
-                accuracy=tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32), name='accuracy'),
-                top5_accuracy=tf.reduce_mean(tf.cast(top5, tf.float32), name='top5_accuracy'))

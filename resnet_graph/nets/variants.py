@@ -64,6 +64,10 @@ SLIM_VARIANTS = ('slim_v1', 'slim_v2')
 OFFICIAL = {'official_v1': 1, 'official_v2': 2}  # official r1's variants -> their resnet_version
 VARIANTS = ('standard', 'keras', 'legacy') + SLIM_VARIANTS + tuple(OFFICIAL)
 OUTPUT_STRIDES = (None, 4, 8, 16, 32)
+# The classifier width of each family's published checkpoints (1001: class 0 is background); ResNet's
+# num_classes defaults to it, so a network built to restore one fits it. The others: ResNet's own 10.
+FAMILY_CLASSES = {'keras': 1000, 'slim_v1': 1000, 'slim_v2': 1001, 'official_v1': 1001, 'official_v2': 1001}
+DEFAULT_CLASSES = 10
 BN_EPSILON = {'standard': 1e-5, 'keras': 1.001e-5, 'legacy': 1e-3,  # ours; Keras's ResNets; tf.layers' default
               'slim_v1': 1e-5, 'slim_v2': 1e-5,  # slim's resnet_arg_scope
               'official_v1': 1e-5, 'official_v2': 1e-5}
@@ -166,6 +170,11 @@ def _check_variant(depth, variant, architecture, shortcut, resnet_version, width
                          'apply' % (variant, what))
 
 
+def default_classes(variant):
+    """The classifier width ``ResNet(variant=...)`` takes when num_classes is not given (an int)."""
+    return FAMILY_CLASSES.get(variant, DEFAULT_CLASSES)
+
+
 def from_config(cfg):
-    """The variant options of a run's configuration (defaults for keys an older run lacks)."""
-    return {key: cfg.get(key, default) for key, default in DEFAULTS.items()}
+    """The variant options (a dict, the keys of ``DEFAULTS``) of a run's configuration (a config.RunConfig)."""
+    return {key: getattr(cfg, key) for key in DEFAULTS}

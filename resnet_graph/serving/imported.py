@@ -15,20 +15,20 @@ Families (``FAMILIES``): the preprocessing their checkpoints were trained with, 
 import os
 
 from resnet_graph.errors import UsageError, require
+from resnet_graph.nets.variants import FAMILY_CLASSES
 
 VGG_MEAN_RGB = (123.68, 116.78, 103.94)
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 # preprocessing name -> (mean, std) in 0..255 units: the network sees (255 x - mean) / std.
 PREPROCESSING = {'vgg': (VGG_MEAN_RGB, (1.0,) * 3), 'inception': ((127.5,) * 3, (127.5,) * 3),
                  'caffe': (CAFFE_MEAN_RGB, (1.0,) * 3)}
-# variant -> (what it is, preprocessing, classes of its published checkpoints)
-FAMILIES = {
-    'slim_v1': ('TF-Slim resnet_v1', 'vgg', 1000),
-    'slim_v2': ('TF-Slim resnet_v2', 'inception', 1001),
-    'official_v1': ('tensorflow/models official r1 ResNet v1.5', 'vgg', 1001),
-    'official_v2': ('tensorflow/models official r1 ResNet v2', 'vgg', 1001),
-    'keras': ('keras.applications ResNet', 'caffe', 1000),
-}
+# variant -> (what it is, preprocessing, classes of its published checkpoints: variants.FAMILY_CLASSES)
+FAMILIES = {variant: (what, preprocessing, FAMILY_CLASSES[variant]) for variant, what, preprocessing in (
+    ('slim_v1', 'TF-Slim resnet_v1', 'vgg'),
+    ('slim_v2', 'TF-Slim resnet_v2', 'inception'),
+    ('official_v1', 'tensorflow/models official r1 ResNet v1.5', 'vgg'),
+    ('official_v2', 'tensorflow/models official r1 ResNet v2', 'vgg'),
+    ('keras', 'keras.applications ResNet', 'caffe'))}
 BACKGROUND = 'background'
 
 
@@ -56,20 +56,20 @@ def class_names(num_classes, labels=None):
 
 
 def run_config(variant, depth, num_classes, image_size, model_dir, names, source):
-    """The config.json of an imported run (``source``: what the weights came from, a string)."""
+    """The configuration (a config.RunConfig) of an imported run (``source``: what the weights came from)."""
     import config
     from resnet_graph.nets import variants
     spec = variants.resolve(depth, 'imagenet', variant=variant)
     what, preprocessing = FAMILIES[variant][0], FAMILIES[variant][1]
     mean, std = PREPROCESSING[preprocessing]
-    cfg = dict(config.TRAIN, depth=depth, num_classes=num_classes, image_size=image_size, channels=3,
-               model_dir=model_dir, variant=variant, architecture='imagenet', stride_in=spec.stride_in,
-               shortcut=spec.shortcut, resnet_version=spec.resnet_version, mean=[m / 255.0 for m in mean],
-               std=[s / 255.0 for s in std], dataset=None, data_dir='', class_names=names,
-               preprocessing=preprocessing, imported=dict(family=what, source=source))
-    if variant != 'keras':  # slim's and official r1's batch-norm decay, for fine-tuning the run
-        cfg['bn_momentum'] = 0.997
-    return cfg
+    # Slim's and official r1's batch-norm decay, for fine-tuning the run.
+    momentum = {} if variant == 'keras' else dict(bn_momentum=0.997)
+    return config.RunConfig.defaults(
+        depth=depth, num_classes=num_classes, image_size=image_size, channels=3, model_dir=model_dir,
+        variant=variant, architecture='imagenet', stride_in=spec.stride_in, shortcut=spec.shortcut,
+        resnet_version=spec.resnet_version, mean=[m / 255.0 for m in mean], std=[s / 255.0 for s in std],
+        dataset=None, data_dir='', class_names=names, preprocessing=preprocessing,
+        imported=dict(family=what, source=source), **momentum)
 
 
 def check_fits(prefix, variables, local_name, hint=''):
@@ -109,16 +109,38 @@ def checkpoint_weights(cfg, prefix):
     return {name: reader.get_tensor(name) for name in names}
 
 
-def write_run(cfg, weights, what='weight'):
-    """Builds the run's graph, loads ``weights`` (name -> array) and saves config.json + best/model.ckpt-0.
+def check_image_size(cfg):
+    """UsageError when one image of the run's --image_size cannot be classified in this machine's memory (predict
+    and export would resize every image to it)."""
+    from resnet_graph.training import memory
+    memory.check(cfg.replace(batch_size=1), cfg.channels, cfg.num_classes, training=False, batch_flag=False)
 
-    Returns the checkpoint prefix. Writes nothing when a weight is missing or mis-shaped (UsageError).
+
+def require_new_run(model_dir):
+    """UsageError when ``model_dir`` holds a run (a checkpoint) or another writer holds its lock: an import writes
+    only a new run. A config.json alone is a first start that failed or was killed (training/lifecycle.py), which
+    the import replaces."""
+    from resnet_graph.training import lifecycle
+    from resnet_graph.training.run_dir import RunDir
+    require(not os.path.exists(model_dir) or os.path.isdir(model_dir), '--model_dir %s exists and is not a '
+            'directory; choose a new directory' % model_dir)
+    lifecycle.require_free(model_dir)
+    require(not RunDir(model_dir).has_checkpoint_files(), '--model_dir %s already holds a run; choose a new '
+            'directory' % model_dir)
+
+
+def write_run(cfg, weights, what='weight', who='import_keras'):
+    """Builds the run's graph, loads ``weights`` (name -> array) and saves config.json + best/model.ckpt-0,
+    holding the run directory's lock (a second writer, import or train, gets one line).
+
+    Returns the checkpoint prefix. Writes nothing when a weight is missing or mis-shaped (UsageError). The
+    checkpoint is written into a temporary folder renamed to best/ last: until then the directory holds no
+    checkpoint, so an import killed midway leaves no run, only a provisional config.json that blocks nothing
+    (the next writer removes the temporary folder under the lock).
     """
     import tensorflow as tf
     from resnet_graph.nets.model import ResNet
-    from resnet_graph.training.run_dir import RunDir
     v1 = tf.compat.v1
-    run = RunDir(cfg['model_dir'])
     with tf.Graph().as_default():
         model = ResNet.from_config(cfg, training=False)
         names = {model.local_name(v): v for v in model.variables}
@@ -130,29 +152,104 @@ def write_run(cfg, weights, what='weight'):
             # One run of the initialisers with their initial values fed: every variable takes its weight.
             sess.run([v.initializer for v in names.values()],
                      {v.initializer.inputs[1]: weights[name] for name, v in names.items()})
-            run.create()
-            prefix = v1.train.Saver(model.variables).save(sess, os.path.join(run.best_dir, 'model.ckpt'),
-                                                         global_step=0, write_meta_graph=False)
-    run.save_config(cfg)
-    return prefix
+            saver = v1.train.Saver(model.variables, save_relative_paths=True)
+            try:
+                return _save_locked(sess, saver, cfg, who)
+            except (OSError, tf.errors.OpError) as e:
+                from resnet_graph.training.lifecycle import save_failure
+                raise UsageError('cannot write the run directory %s: %s' % (cfg.model_dir, save_failure(
+                    e, saver, os.path.join(cfg.model_dir, 'best', 'model.ckpt'))))
+
+
+def _save_locked(sess, saver, cfg, who):
+    """Under the run's lock: the checkpoint into a temporary folder, config.json, then the folder renamed to
+    best/ (the step that makes it a run). Returns the checkpoint prefix."""
+    import shutil
+    import tempfile
+    from resnet_graph.training import lifecycle
+    from resnet_graph.training.run_dir import RunDir
+    run = RunDir(cfg.model_dir)
+    require_new_run(run.path)
+    with lifecycle.hold(run, print, who=who):
+        require(not run.has_checkpoint_files(), '--model_dir %s already holds a run; choose a new directory'
+                % run.path)  # again under the lock: another writer may have finished meanwhile
+        staging = tempfile.mkdtemp(prefix='.tmp-import-', dir=run.path)
+        try:
+            saver.save(sess, os.path.join(staging, 'model.ckpt'), global_step=0, write_meta_graph=False)
+            run.save_config(cfg)
+            shutil.rmtree(run.best_dir, ignore_errors=True)  # no checkpoint in it (checked): a failed start's
+            os.rename(staging, run.best_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        run.create()
+    return os.path.join(run.best_dir, 'model.ckpt-0')
 
 
 def describe(cfg):
     """One line for the import commands' output: classes, background offset, image size, preprocessing."""
     offset = (' (class 0 is background: class k is ImageNet class k-1)'
-              if cfg['class_names'] and cfg['class_names'][0] == BACKGROUND else '')
+              if cfg.class_names and cfg.class_names[0] == BACKGROUND else '')
     return ('%d classes%s; image_size %d recorded (evaluate, predict and export resize to it; --image_size to '
-            'change); %s preprocessing' % (cfg['num_classes'], offset, cfg['image_size'], cfg['preprocessing']))
+            'change); %s preprocessing' % (cfg.num_classes, offset, cfg.image_size, cfg.preprocessing))
 
 
-def check_dataset(cfg, model_dir, loader_classes=None):
-    """Raises UsageError when an imported run has no data set or one of another class count."""
-    if cfg.get('dataset') is None:
-        raise UsageError('%s was imported (%s, %d classes) and records no data set to evaluate on; predict and '
-                         'export take it, or train on your data with --warm_start_from %s'
-                         % (model_dir, cfg.get('imported', {}).get('family', 'weights'), cfg['num_classes'],
-                            model_dir))
-    if loader_classes is not None and loader_classes != cfg['num_classes']:
-        raise UsageError('%s is a %d-class network; its data set %s has %d classes: evaluate needs a data set '
-                         'of the network\'s classes' % (model_dir, cfg['num_classes'], cfg['dataset'],
-                                                         loader_classes))
+def warm_start_input(path, variant=None, depth=None):
+    """What a fresh run warm-started from ``path`` must feed its network to keep the imported weights' meaning.
+
+    Returns {mean, std, channels, preprocessing, variant, depth}: an imported run directory's (its family's
+    preprocessing, 3 channels, its network), or for a checkpoint file of a family ``variant`` (TF-Slim, official
+    r1, Keras: not a resnet_graph run) that family's; {} for anything else (a trained run, a checkpoint of the
+    standard network, an unreadable config).
+    """
+    import json
+    if not os.path.isdir(path):
+        if variant not in FAMILIES:
+            return {}
+        mean, std = PREPROCESSING[FAMILIES[variant][1]]
+        return dict(mean=[m / 255.0 for m in mean], std=[s / 255.0 for s in std], channels=3,
+                    preprocessing=FAMILIES[variant][1], variant=variant, depth=depth)
+    try:
+        with open(os.path.join(path, 'config.json')) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict) or not saved.get('imported') or saved.get('preprocessing') not in PREPROCESSING:
+        return {}
+    return {key: saved.get(key) for key in ('mean', 'std', 'channels', 'preprocessing', 'variant', 'depth')}
+
+
+def has_background(cfg):
+    """Whether class 0 of a run's network is background (slim v2, official r1: 1001 classes), as the import recorded."""
+    names = cfg.class_names or []
+    return bool(cfg.imported) and bool(names) and names[0] == BACKGROUND
+
+
+def check_dataset(cfg, model_dir, loader_classes=None, dataset=None):
+    """The label offset an evaluation applies: 0, or 1 where a data set lacks the network's background class.
+
+    Args:
+      cfg: the run's config; model_dir: its directory (named in errors); loader_classes: the data set's class
+      count (None: no data set); dataset: the data set's name (None: the run's own).
+    Returns:
+      0 (data class k is the network's class k) or 1 (a K-class network whose class 0 is background, on a data
+      set of K - 1 classes: data class k is the network's class k + 1).
+    Raises:
+      UsageError when there is no data set or its class count fits neither way.
+    """
+    if loader_classes is None:
+        raise UsageError('%s was imported (%s, %d classes) and records no data set to evaluate on; give evaluate '
+                         '--dataset NAME --data_dir DIR (a data set of its classes, in its class order%s)'
+                         % (model_dir, (cfg.imported or {}).get('family', 'weights'), cfg.num_classes,
+                            ', or of %d without the background' % (cfg.num_classes - 1)
+                            if has_background(cfg) else ''))
+    if loader_classes == cfg.num_classes:
+        return 0
+    background = has_background(cfg)
+    if background and loader_classes == cfg.num_classes - 1:
+        return 1
+    raise UsageError('%s is a %d-class network%s; %s has %d classes: evaluate needs a data set of the network\'s '
+                     'classes%s' % (model_dir, cfg.num_classes, ' (class 0 background)' if background else '',
+                                   '--dataset %s' % dataset if dataset else 'its data set %s' % cfg.dataset,
+                                   loader_classes, ' (or of %d: class k scored as k + 1)' % (cfg.num_classes - 1)
+                                   if background else ''))

@@ -17,8 +17,10 @@ from resnet_graph.training.run_dir import RunDir
 v1 = tf.compat.v1
 
 
-def evaluate_ids(sess, model, loader, ids, batch_size=config.EVAL_BATCH_SIZE):
+def evaluate_ids(sess, model, loader, ids, batch_size=config.EVAL_BATCH_SIZE, label_offset=0):
     """Evaluates ``model`` on the examples ``ids`` in batches (never one huge feed).
+
+    label_offset: added to the data set's labels (1: the network's class 0 is a background the data lacks).
 
     Returns dict: loss (mean cross-entropy), accuracy (top-1), top5, images
     (count), confusion (int64 [K, K] numpy, rows = true class).
@@ -26,6 +28,7 @@ def evaluate_ids(sess, model, loader, ids, batch_size=config.EVAL_BATCH_SIZE):
     totals = np.zeros(3)
     confusion = 0
     for images, labels in loader.batches(ids, batch_size):
+        labels = labels + label_offset
         *values, predictions = sess.run([model.cross_entropy, model.accuracy, model.top5_accuracy,
                                          model.predictions], {model.input_x: images, model.input_y: labels})
         totals += np.asarray(values) * len(labels)
@@ -64,8 +67,17 @@ def find_checkpoint(run, which):
     from resnet_graph.training.run_dir import checkpoint_problem
     path = run.resolve_checkpoint(which)
     if not path or not tf.io.gfile.exists(path + '.index'):
-        raise UsageError('no %s checkpoint in %s; use --checkpoint best, latest or a checkpoint path'
-                         % (which, run.path))
+        latest = run.latest_checkpoint() if which == 'best' else None
+        if which == 'latest' and run.best_checkpoint():  # an imported run: best/ only, no rolling ones
+            advice = 'it has only its best: use --checkpoint best'
+        elif latest:  # best/ damaged or removed: a rolling one remains
+            advice = 'use --checkpoint latest (%s), or resume training to rebuild best/' % latest
+        elif which in ('best', 'latest'):
+            advice = ('it has no loadable checkpoint: train it with python -m resnet_graph.train --model_dir %s'
+                      % run.path)
+        else:
+            advice = 'no file %s.index: use --checkpoint best, latest or an existing checkpoint path' % path
+        raise UsageError('no %s checkpoint in %s; %s' % (which, run.path, advice))
     problem = checkpoint_problem(path) if which not in ('best', 'latest') else None
     if problem:
         raise UsageError('checkpoint %s cannot be read: %s; name another one, or use --checkpoint best or latest'
@@ -118,35 +130,54 @@ class RestoredRun(object):
     None: as ``config.FOLD_BN`` says for session graphs.
     """
 
-    def __init__(self, model_dir, checkpoint='best', fold_bn=None):
+    def __init__(self, model_dir, checkpoint='best', fold_bn=None, dataset=None, data_dir=''):
         self.run = RunDir(model_dir, writable=False)  # evaluate, predict and export never write into a run
         self.config = self.run.require_config()
         find_checkpoint(self.run, checkpoint)  # before the data and the graph: no checkpoint fails fast
         cfg = self.config
         try:
-            check_data_format(cfg.get('data_format', 'NHWC'))
+            check_data_format(cfg.data_format)
         except ValueError as e:
             raise UsageError('%s was trained with %s' % (model_dir, e))
-        # An imported run records no data set (dataset null): it has a preprocessor and class names only.
-        self.loader = None if cfg.get('dataset') is None else DataLoader(
-            cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg['mean'], cfg['std'], **source_options(cfg))
-        self.preprocessor = (self.loader.preprocessor if self.loader else
-                             Preprocessor(cfg['image_size'], cfg['mean'], cfg['std'], cfg['channels']))
-        self.class_names = cfg.get('class_names') or self.loader.source.class_names
-        if len(self.class_names) != cfg['num_classes']:  # runs imported before class_names were recorded
-            self.class_names = imported.class_names(cfg['num_classes'])
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            self.model = ResNet.from_config(cfg, training=False,
-                                            fold_bn=fold_bn_default() if fold_bn is None else fold_bn)
+        # An imported run records no data set (dataset null): it has a preprocessor and class names only,
+        # unless a data set is given (evaluate --dataset), read with the run's own preprocessing.
+        self.dataset = dataset
+        if dataset is None:
+            dataset, data_dir = cfg.dataset, data_dir or cfg.data_dir  # its own, maybe moved
+        self.loader = None if dataset is None else DataLoader(
+            dataset, data_dir, cfg.image_size, cfg.mean, cfg.std, **source_options(cfg))
+        if not cfg.channels and self.loader:  # runs saved before channels was recorded: the data's own
+            cfg = self.config = cfg.replace(channels=self.loader.channels)
+        try:  # a hand-edited image_size or width could ask for more than the machine has
+            imported.check_image_size(cfg)
+        except UsageError as e:
+            raise UsageError('%s describes a network that cannot run here: %s' % (self.run.join('config.json'), e))
+        try:
+            self.preprocessor = (self.loader.preprocessor if self.loader else
+                                 Preprocessor(cfg.image_size, cfg.mean, cfg.std, cfg.channels))
+            self.class_names = cfg.class_names or (self.loader.source.class_names if self.loader else [])
+            if len(self.class_names) != cfg.num_classes:  # runs imported before class_names were recorded
+                self.class_names = imported.class_names(cfg.num_classes)
+            self.graph = tf.Graph()
+            with self.graph.as_default():
+                self.model = ResNet.from_config(cfg, training=False,
+                                                fold_bn=fold_bn_default() if fold_bn is None else fold_bn)
+        except (ValueError, TypeError) as e:  # a hand-edited value that the records' type checks let through
+            raise UsageError('%s does not describe a network this version can build (%s); restore the file (or '
+                             'train into a new --model_dir)' % (self.run.join('config.json'),
+                                                                 str(e).strip().splitlines()[0]))
         self.session = v1.Session(graph=self.graph)
         self.checkpoint = restore_found(self.session, self.run, checkpoint)
 
     def evaluate(self, split):
-        imported.check_dataset(self.config, self.run.path, self.loader and self.loader.num_classes)
+        """Metrics of the checkpoint on ``split`` of the data set: ``evaluate_ids``'s + dataset, label_offset."""
+        offset = imported.check_dataset(self.config, self.run.path, self.loader and self.loader.num_classes,
+                                        self.dataset)
         from resnet_graph.data.source import check_splits
-        check_splits(self.loader.source, self.config.get('validation_fraction'), (split,))
-        return evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split])
+        check_splits(self.loader.source, self.config.validation_fraction, (split,))
+        metrics = evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split],
+                               label_offset=offset)
+        return dict(metrics, dataset=self.loader.source.name, label_offset=offset)
 
     def close(self):
         self.session.close()

@@ -35,8 +35,6 @@ import time
 
 import tensorflow as tf
 
-import config
-
 from resnet_graph.training import towers
 from resnet_graph.training.trainer import Trainer, TrainingError
 
@@ -144,7 +142,7 @@ class ClusterTrainer(Trainer):
         self.spec = spec
         self.device = '/job:%s/task:%d' % (spec.task_type, spec.task_index)
         if not spec.is_chief:  # its own data order; the chief keeps the run's seed (saved in config.json)
-            self.cfg = dict(self.cfg, seed=self.cfg['seed'] + spec.replica_index)
+            self.cfg = self.cfg.replace(seed=self.cfg.seed + spec.replica_index)
         self.sync = None
         self.server = start_server(spec, self.cfg)
 
@@ -157,7 +155,7 @@ class ClusterTrainer(Trainer):
     @contextlib.contextmanager
     def _graph_scope(self):
         num_ps = len(self.spec.cluster['ps'])
-        by_size = self.cfg.get('ps_strategy', config.TRAIN['ps_strategy']) == 'by_size'
+        by_size = self.cfg.ps_strategy == 'by_size'
         strategy = BySize(num_ps, network_sizes(self.cfg)) if by_size and num_ps > 1 else None
         setter = v1.train.replica_device_setter(cluster=tf.train.ClusterSpec(self.spec.cluster),
                                                 worker_device=self.device, ps_strategy=strategy)
@@ -184,7 +182,7 @@ class ClusterTrainer(Trainer):
 
     def wrap_optimizer(self, optimizer):
         """With --sync_replicas: SyncReplicasOptimizer over every compute task; else the optimizer itself."""
-        if not self.cfg['sync_replicas']:
+        if not self.cfg.sync_replicas:
             return optimizer
         workers = len(self.spec.compute_tasks)
         self.sync = v1.train.SyncReplicasOptimizer(optimizer, replicas_to_aggregate=workers,
@@ -200,7 +198,7 @@ class ClusterTrainer(Trainer):
         if self.spec.is_chief:
             self.log('chief of a cluster of %d compute task(s) and %d parameter server(s), %s'
                      % (len(self.spec.compute_tasks), len(self.spec.cluster['ps']),
-                        'synchronous' if self.cfg['sync_replicas'] else 'asynchronous'))
+                        'synchronous' if self.cfg.sync_replicas else 'asynchronous'))
             return super().train()
         return self._work()
 
@@ -265,7 +263,7 @@ class ClusterTrainer(Trainer):
                 while step < self.total_steps:
                     _, loss = sess.run([self.train_op, self.model.loss], feed)
                     step, steps = int(sess.run(self.global_step)), steps + 1
-                    if steps % self.cfg['log_every'] == 0:
+                    if steps % self.cfg.log_every == 0:
                         self.log('%s: step %d/%d loss %.4f (%d steps here)' % (self.spec.name, step,
                                                                             self.total_steps, loss, steps))
                 sess.run(self.report_done)

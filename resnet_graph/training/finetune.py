@@ -12,8 +12,6 @@
 """
 import re
 
-import config
-
 from resnet_graph.nets.model import ResNet
 
 
@@ -31,11 +29,13 @@ def build_model(cfg, warm_start_from='', **kwargs):
     if not warm_start_from:
         return ResNet.from_config(cfg, **kwargs)
     try:
-        return ResNet.from_config(cfg, weights=warm_start_from, weights_exclude=cfg.get('warm_start_exclude', config.TRAIN['warm_start_exclude']),
-                                  **kwargs)
+        return ResNet.from_config(cfg, weights=warm_start_from, weights_exclude=cfg.warm_start_exclude, **kwargs)
     except ValueError as e:
-        raise FineTuneError('cannot warm-start from %s: %s (on the command line weights_exclude is '
-                             '--warm_start_exclude)' % (warm_start_from, e))
+        # The network's wording (weights=, weights_exclude=[...]) in the train command's flags.
+        message = re.sub(r'weights_exclude=\["([^"]*)"\]', r'--warm_start_exclude \1', str(e))
+        message = message.replace('weights_exclude=[...]', '--warm_start_exclude').replace(
+            'weights=%s' % warm_start_from, warm_start_from)
+        raise FineTuneError('cannot warm-start from %s: %s' % (warm_start_from, message))
 
 
 def frozen_prefixes(freeze_stages):
@@ -56,7 +56,13 @@ def split(model, freeze_stages):
     if freeze_stages > stages:
         raise FineTuneError('--freeze_stages %d but the network has %d stages' % (freeze_stages, stages))
     prefixes = frozen_prefixes(freeze_stages)
-    frozen = [v for v in model.variables if model.local_name(v).startswith(prefixes)] if prefixes else []
+    net = getattr(model, 'towers', [model])[0]  # a Towers model: its first tower knows the layer names
+    if getattr(net, '_official_names', None) is not None:  # official r1's tf.layers names: frozen by summary row
+        from resnet_graph.nets import official
+        rows = tuple(p.rstrip('/') for p in prefixes)
+        frozen = [v for v in model.variables if official.row_of(net, model.local_name(v)) in rows]
+    else:
+        frozen = [v for v in model.variables if model.local_name(v).startswith(prefixes)] if prefixes else []
     frozen_names = {v.op.name for v in frozen}
     trained = [v for v in model.trainable_variables if v.op.name not in frozen_names]
     return trained, frozen

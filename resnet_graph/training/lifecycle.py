@@ -1,9 +1,9 @@
-"""A trainer's hold on its run directory: one writer, leftovers of killed saves, where a resume starts.
+"""A writer's hold on its run directory: one writer, leftovers of killed saves, where a resume starts.
 
 - ``hold``: an OS lock (``fcntl.flock`` on ``<model_dir>/.lock``) for the
-  trainer's life; the kernel drops it when the process dies (kill -9 too),
-  so no stale pid file can block a restart. A second trainer gets a
-  UsageError naming the directory and the holder's pid and host. While it
+  writer's life (train, the imports); the kernel drops it when the process dies (kill -9 too),
+  so no stale pid file can block a restart. A second writer gets a
+  UsageError naming the directory and the holder's command, pid and host. While it
   holds the lock it removes the temporary files of saves that were killed.
   A start that fails before its first checkpoint removes the directory it
   created, so the corrected command finds nothing in its way.
@@ -25,24 +25,43 @@ LOCK = '.lock'
 ORPHAN_PATTERNS = ('*.tempstate*', '*_temp', '.tmp-*')
 
 
-def _acquire(path):
-    """Locks run directory ``path`` (creating it); returns the open lock file. UsageError when it is held."""
+def _acquire(path, who='train'):
+    """Locks run directory ``path`` (creating it) for command ``who``; returns the open lock file. UsageError
+    when it is held."""
     os.makedirs(path, exist_ok=True)
     handle = open(os.path.join(path, LOCK), 'a+')
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.seek(0)
-        holder = handle.read().strip() or 'a process that has not written its name yet'
+        holder = handle.read()
         handle.close()
-        raise UsageError('%s is in use by another trainer (%s); wait for it to end, or stop it, or train into '
-                         'another --model_dir' % (path, holder))
+        raise _in_use(path, holder)
     handle.seek(0)
     handle.truncate()
-    handle.write('pid %d on host %s since %s\n' % (os.getpid(), socket.gethostname(),
-                                                    time.strftime('%Y-%m-%dT%H:%M:%S%z')))
+    handle.write('resnet_graph.%s, pid %d on host %s since %s\n' % (who, os.getpid(), socket.gethostname(),
+                                                                    time.strftime('%Y-%m-%dT%H:%M:%S%z')))
     handle.flush()
     return handle
+
+
+def _in_use(path, holder):
+    return UsageError('%s is in use by another writer (%s); wait for it to end, or stop it, or write into another '
+                      '--model_dir' % (path, holder.strip() or 'a process that has not written its name yet'))
+
+
+def require_free(path):
+    """UsageError (as ``hold``'s) when another process holds run directory ``path``'s lock; writes nothing.
+    A command's early check; only ``hold`` keeps a second writer out."""
+    try:
+        handle = open(os.path.join(path, LOCK))
+    except OSError:
+        return  # no lock file: no writer yet
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise _in_use(path, handle.read())
 
 
 def remove_orphans(run):
@@ -65,13 +84,14 @@ def remove_orphans(run):
 
 
 @contextlib.contextmanager
-def hold(run, log):
+def hold(run, log, who='train'):
     """Holds ``run``'s lock for the block; cleans leftovers first; undoes a first start that failed.
 
-    Args: run: RunDir; log: print-like, also used for the lines about damaged files.
+    Args: run: RunDir; log: print-like, also used for the lines about damaged files; who: the command holding
+    it (train, import_keras, import_checkpoint), named to a second writer.
     """
     created = not os.path.isdir(run.path)
-    handle = _acquire(run.path)
+    handle = _acquire(run.path, who)
     run.warn = log
     try:
         count, size = remove_orphans(run)

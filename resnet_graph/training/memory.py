@@ -1,14 +1,25 @@
-"""A lower estimate of a training step's memory, checked against the machine before any graph is built.
+"""A lower estimate of a command's memory, checked against the machine before any graph is built.
 
 ``--batch_size 100000`` or ``--image_size 100000`` would otherwise die of an
 out-of-memory kill or a segfault minutes later, with a traceback or nothing.
+
+What grows with the batch, per image: every activation the forward pass keeps
+for the backward pass (each convolution's output and its batch norm + ReLU
+output, each block's sum, the patches of the small maps' convolutions), the
+backward pass's gradient buffers, and the input pipeline's batches in flight.
+Validation runs batches of ``config.EVAL_BATCH_SIZE`` without the backward pass.
 """
 import os
 
+import config
 from resnet_graph.errors import UsageError
 
 BYTES = 4  # float32 activations, variables, gradients and slots
 SAVED_PER_CONV = 2  # tensors a convolution leaves for the backward pass (its output, its batch norm's output)
+GRADIENT_BUFFERS = 1  # the backward pass's gradient in flight, the size of the largest activation
+INFERENCE_LIVE = 3  # an inference pass holds a layer's input, its output and the block's shortcut
+BATCHES_IN_FLIGHT = 5  # the input pipeline: two batches being made, two prefetched, the step's own
+COPIES_PER_BATCH = 2  # a batch as fetched and as resized and normalised
 SLOTS = {'adam': 2, 'adamw': 2, 'momentum': 1}
 
 
@@ -28,20 +39,28 @@ def _stages(spec, image_size):
     return stem_side, stages
 
 
-def estimate(cfg, channels=3, num_classes=10):
-    """Bytes one training step needs at least: (activations, parameters with gradients and optimizer slots, input).
+def activations(spec, image_size, channels):
+    """Per image: (elements the forward pass keeps for the backward pass, elements of its largest activation)."""
+    stem_side, stages = _stages(spec, image_size)
+    stem = spec.stem_width * stem_side ** 2
+    kept, largest = channels * image_size ** 2 + SAVED_PER_CONV * stem, stem
+    if spec.architecture != 'cifar':
+        kept += spec.stem_width * (-(-stem_side // 2)) ** 2  # the max-pool's output
+    for side, convs, blocks, width_in, strided in stages:
+        positions = side * side
+        kept += blocks * SAVED_PER_CONV * sum(convs) * positions
+        if spec.shortcut == 'B' and (width_in != convs[-1] or strided):
+            kept += SAVED_PER_CONV * convs[-1] * positions  # the first block's projection
+        largest = max(largest, max(convs) * positions)
+    return kept, largest
 
-    cfg: a resolved training configuration (depth, image_size, batch_size, optimizer and the architecture keys).
-    """
-    from resnet_graph.nets import variants
-    spec = variants.resolve(cfg['depth'], **variants.from_config(cfg))
-    size, batch = int(cfg['image_size']), int(cfg['batch_size'])
-    stem_side, stages = _stages(spec, size)
+
+def parameters(spec, channels, num_classes):
+    """The number of convolution and dense kernel elements of the network."""
+    stem_side, stages = _stages(spec, 32)
     stem_kernel = 3 if spec.architecture == 'cifar' else 7
-    elements = spec.stem_width * stem_side ** 2
     params = stem_kernel ** 2 * channels * spec.stem_width
     for side, convs, blocks, width_in, strided in stages:
-        elements += blocks * sum(convs) * side ** 2
         if spec.shortcut == 'B' and (width_in != convs[-1] or strided):
             params += width_in * convs[-1]  # the first block's 1x1 projection
         for b in range(blocks):
@@ -50,15 +69,45 @@ def estimate(cfg, channels=3, num_classes=10):
             for kernel, width in zip(kernels, convs):
                 params += kernel ** 2 * previous * width
                 previous = width
-    params += spec.out_widths[-1] * num_classes
-    activations = SAVED_PER_CONV * BYTES * batch * elements
-    weights = BYTES * params * (2 + SLOTS.get(cfg.get('optimizer', 'adam'), 2))
-    inputs = BYTES * batch * size * size * channels * 3  # the batch in flight and two prefetched
-    return activations, weights, inputs
+    return params + spec.out_widths[-1] * num_classes
+
+
+def estimate(cfg, channels=3, num_classes=10, training=True):
+    """Bytes one step needs at least: (activations, parameters with gradients and optimizer slots, input batches).
+
+    cfg: a config.RunConfig (its depth, image_size, batch_size, optimizer and architecture fields count).
+    training: a training step (kept activations, gradient buffers, the pipeline's batches; validation's batches of
+    config.EVAL_BATCH_SIZE when they need more), else an inference pass of batch_size images.
+    """
+    from resnet_graph.nets import variants
+    spec = variants.resolve(cfg.depth, **variants.from_config(cfg))
+    size, batch = int(cfg.image_size), int(cfg.batch_size)
+    kept, largest = activations(spec, size, channels)
+    image = size * size * channels
+    if not training:
+        return BYTES * batch * (INFERENCE_LIVE * largest + image), BYTES * parameters(spec, channels, num_classes), 0
+    step = batch * (kept + GRADIENT_BUFFERS * largest)
+    validation = config.EVAL_BATCH_SIZE * (INFERENCE_LIVE * largest + image)
+    weights = parameters(spec, channels, num_classes) * (2 + SLOTS.get(cfg.optimizer, 2))
+    return BYTES * max(step, validation), BYTES * weights, BYTES * batch * image * BATCHES_IN_FLIGHT * COPIES_PER_BATCH
+
+
+# (limit, usage, statistics) of this process's memory cgroup, v2 then v1: a container's limit, which
+# /proc/meminfo (the host's) does not show and whose excess is an out-of-memory kill (exit 137).
+CGROUP_FILES = (('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory.current', '/sys/fs/cgroup/memory.stat',
+                 'inactive_file'),
+                ('/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory/memory.usage_in_bytes',
+                 '/sys/fs/cgroup/memory/memory.stat', 'total_inactive_file'))
 
 
 def available_bytes():
-    """The machine's available memory in bytes (MemAvailable of /proc/meminfo, else sysconf); None if unknown."""
+    """The memory this process can still take, in bytes: MemAvailable of /proc/meminfo (else sysconf), or less
+    where a memory cgroup's limit leaves less; None if unknown."""
+    room = [n for n in (_meminfo_available(), _cgroup_room()) if n is not None]
+    return min(room) if room else None
+
+
+def _meminfo_available():
     try:
         with open('/proc/meminfo') as f:
             for line in f:
@@ -72,18 +121,59 @@ def available_bytes():
         return None
 
 
-def check(cfg, channels=3, num_classes=10, available=None):
-    """UsageError with the estimate when one training step cannot fit in the machine's available memory."""
+def _cgroup_room():
+    """Bytes left under the memory cgroup's limit (its reclaimable page cache counted as free); None: no limit."""
+    for limit_path, usage_path, stat_path, inactive_key in CGROUP_FILES:
+        try:
+            with open(limit_path) as f:
+                limit = f.read().strip()
+            with open(usage_path) as f:
+                usage = int(f.read())
+            with open(stat_path) as f:
+                stats = dict(line.split() for line in f if len(line.split()) == 2)
+        except (OSError, ValueError):
+            continue
+        if limit == 'max' or int(limit) >= 1 << 60:  # the kernel's "unlimited"
+            return None
+        return max(int(limit) - usage + int(stats.get(inactive_key, 0)), 0)
+    return None
+
+
+def check(cfg, channels=3, num_classes=10, available=None, training=True, batch_flag=True):
+    """UsageError with the estimate when one step cannot fit in the machine's available memory; returns the bytes.
+
+    training: as for ``estimate``. batch_flag: the command has a --batch_size (else one image is the pass).
+    """
     available = available_bytes() if available is None else available
-    parts = estimate(cfg, channels, num_classes)
+    parts = estimate(cfg, channels, num_classes, training)
     needed = sum(parts)
     if available and needed > available:
-        raise UsageError('a training step of depth %d, --batch_size %d, --image_size %d needs at least %s '
-                         '(activations %s, weights with gradients and optimizer slots %s, input batches %s) and '
-                         'this machine has %s available; lower --batch_size or --image_size'
-                         % (cfg['depth'], cfg['batch_size'], cfg['image_size'], gib(needed), gib(parts[0]),
-                            gib(parts[1]), gib(parts[2]), gib(available)))
+        fits = largest_batch(cfg, channels, num_classes, available, training) if batch_flag else 0
+        if parts[1] > available:  # no batch or image size helps
+            advice = 'the weights alone do not fit: a smaller --depth or fewer classes'
+        elif fits:
+            advice = 'lower --batch_size (%d fits) or --image_size' % fits
+        else:
+            advice = 'lower --image_size' + (' (no --batch_size fits at this size)' if batch_flag else '')
+        raise UsageError('%s of depth %d, %s, --image_size %d needs at least %s (activations %s, weights%s %s, input '
+                         'batches %s) and this machine has %s available; %s'
+                         % ('a training step' if training else 'an inference pass', cfg.depth, '--batch_size %d'
+                            % cfg.batch_size if batch_flag else 'one image', cfg.image_size, gib(needed),
+                            gib(parts[0]), ' with gradients and optimizer slots' if training else '', gib(parts[1]),
+                            gib(parts[2]), gib(available), advice))
     return needed
+
+
+def largest_batch(cfg, channels, num_classes, available, training=True):
+    """The largest batch size whose estimate fits in ``available`` bytes (0: none), by bisection."""
+    low, high = 0, max(int(cfg.batch_size), 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if sum(estimate(cfg.replace(batch_size=middle), channels, num_classes, training)) <= available:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def gib(n):

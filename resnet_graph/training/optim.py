@@ -21,8 +21,6 @@ import math
 
 import tensorflow as tf
 
-import config
-
 v1 = tf.compat.v1
 
 OPTIMIZERS = ('adam', 'momentum', 'adamw')
@@ -67,21 +65,20 @@ def learning_rate(cfg, global_step, steps_per_epoch, total_steps):
     """The run's learning rate as a scalar float32 tensor named ``learning_rate``.
 
     Args:
-      cfg: the run's configuration (schedule, learning_rate, learning_decay_rate,
+      cfg: the run's config.RunConfig (schedule, learning_rate, learning_decay_rate,
         learning_decay_steps, boundaries_epochs, lr_values, warmup_epochs).
       global_step: the int64 global step variable.
       steps_per_epoch, total_steps: ints, to turn epochs into steps.
     """
-    schedule, base = cfg.get('schedule', config.TRAIN['schedule']), cfg['learning_rate']
-    warmup = epochs_to_steps(cfg.get('warmup_epochs', config.TRAIN['warmup_epochs']), steps_per_epoch)
+    schedule, base = cfg.schedule, cfg.learning_rate
+    warmup = epochs_to_steps(cfg.warmup_epochs, steps_per_epoch)
     with v1.name_scope('learning_rate_schedule'):
         if schedule == 'exponential':
-            lr = v1.train.exponential_decay(base, global_step, cfg['learning_decay_steps'],
-                                            cfg['learning_decay_rate'], staircase=True)
+            lr = v1.train.exponential_decay(base, global_step, cfg.learning_decay_steps,
+                                            cfg.learning_decay_rate, staircase=True)
         elif schedule == 'piecewise':
-            boundaries = [epochs_to_steps(e, steps_per_epoch) for e in cfg['boundaries_epochs']]
-            values = cfg.get('lr_values', config.TRAIN['lr_values']) or [base * cfg['learning_decay_rate'] ** i
-                                              for i in range(len(boundaries) + 1)]
+            boundaries = [epochs_to_steps(e, steps_per_epoch) for e in cfg.boundaries_epochs]
+            values = cfg.lr_values or [base * cfg.learning_decay_rate ** i for i in range(len(boundaries) + 1)]
             lr = piecewise_constant(boundaries, values, global_step)
         elif schedule == 'cosine':
             lr = cosine_decay(base, warmup, total_steps, global_step)
@@ -92,30 +89,27 @@ def learning_rate(cfg, global_step, steps_per_epoch, total_steps):
 
 
 def describe(cfg):
-    """One line naming the optimizer, the schedule and the regularisers in use."""
-    name = cfg.get('optimizer', config.TRAIN['optimizer'])
+    """One line naming the optimizer, the schedule and the regularisers that ``cfg`` (a config.RunConfig) sets."""
+    name = cfg.optimizer
     parts = [name]
     if name == 'momentum':
-        parts.append('%g%s' % (cfg['momentum'], ' nesterov' if cfg['nesterov'] else ''))
+        parts.append('%g%s' % (cfg.momentum, ' nesterov' if cfg.nesterov else ''))
     if name == 'adamw':
-        parts.append('(decoupled decay %g on kernels)' % cfg['adamw_weight_decay'])
-    schedule = cfg.get('schedule', config.TRAIN['schedule'])
-    text = '%s, schedule %s from %g' % (' '.join(parts), schedule, (cfg.get('lr_values', config.TRAIN['lr_values']) or
-                                                                  [cfg['learning_rate']])[0])
+        parts.append('(decoupled decay %g on kernels)' % cfg.adamw_weight_decay)
+    schedule = cfg.schedule
+    text = '%s, schedule %s from %g' % (' '.join(parts), schedule, (cfg.lr_values or [cfg.learning_rate])[0])
     if schedule == 'piecewise':
-        text += ' (boundaries at epochs %s)' % ', '.join('%g' % e for e in cfg['boundaries_epochs'])
-    extras = [('warm-up epochs', cfg.get('warmup_epochs', config.TRAIN['warmup_epochs'])), ('L2 weight decay', cfg['weight_decay']),
-              ('label smoothing', cfg.get('label_smoothing', config.TRAIN['label_smoothing'])),
-              ('gradient clipping at norm', cfg.get('clip_gradient_norm', config.TRAIN['clip_gradient_norm']))]
+        text += ' (boundaries at epochs %s)' % ', '.join('%g' % e for e in cfg.boundaries_epochs)
+    extras = [('warm-up epochs', cfg.warmup_epochs), ('L2 weight decay', cfg.weight_decay),
+              ('label smoothing', cfg.label_smoothing), ('gradient clipping at norm', cfg.clip_gradient_norm)]
     return 'optimizer ' + '; '.join([text] + ['%s %g' % (k, v) for k, v in extras if v])
 
 
 def optimizer_options(cfg):
-    """The keyword arguments of ``train_op`` that a run's configuration sets."""
-    return dict(optimizer=cfg.get('optimizer', config.TRAIN['optimizer']), momentum=cfg.get('momentum', config.TRAIN['momentum']),
-                nesterov=cfg.get('nesterov', config.TRAIN['nesterov']), adamw_weight_decay=cfg.get('adamw_weight_decay', config.TRAIN['adamw_weight_decay']),
-                clip_gradient_norm=cfg.get('clip_gradient_norm', config.TRAIN['clip_gradient_norm']),
-                dynamic_loss_scale=cfg.get('dtype', config.TRAIN['dtype']) == 'float16')
+    """The keyword arguments (a dict) of ``train_op`` that ``cfg`` (a config.RunConfig) sets."""
+    return dict(optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                adamw_weight_decay=cfg.adamw_weight_decay, clip_gradient_norm=cfg.clip_gradient_norm,
+                dynamic_loss_scale=cfg.dtype == 'float16')
 
 
 def training_loss(model, label_smoothing=0.0):
@@ -215,7 +209,7 @@ def build_train_step(cfg, model, global_step, steps_per_epoch, total_steps, var_
     """The train command's step for ``model`` as ``cfg`` (a run configuration) describes it.
 
     Args:
-      cfg: dict with the recipe keys of ``config.TRAIN`` (schedule, optimizer, label_smoothing, nan_policy...).
+      cfg: a config.RunConfig (its recipe: schedule, optimizer, label_smoothing, nan_policy...).
       model: a ``ResNet`` built with training on.
       global_step: the int64 step variable.
       steps_per_epoch, total_steps: what the schedule counts in.
@@ -226,8 +220,8 @@ def build_train_step(cfg, model, global_step, steps_per_epoch, total_steps, var_
     """
     lr = learning_rate(cfg, global_step, steps_per_epoch, total_steps)
     op, gradient_norm, applied = train_op(
-        training_loss(model, cfg['label_smoothing']), lr, global_step,
-        model.update_ops if update_ops is None else update_ops, skip_nonfinite=cfg['nan_policy'] == 'skip',
+        training_loss(model, cfg.label_smoothing), lr, global_step,
+        model.update_ops if update_ops is None else update_ops, skip_nonfinite=cfg.nan_policy == 'skip',
         var_list=var_list, gradients=gradients, wrap_optimizer=wrap_optimizer, weight_decay=model.weight_decay,
         decayed_kernels=model.decayed_kernels, **optimizer_options(cfg))
     return op, lr, gradient_norm, applied
@@ -249,14 +243,11 @@ def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False,
       optimizer, momentum, nesterov: see ``make_optimizer``.
       adamw_weight_decay: with optimizer 'adamw', the decoupled decay factor
         (applied to the kernels of ``var_list`` before Adam's update).
-      clip_gradient_norm: > 0 rescales the gradients to at most this global
-        norm (tf.clip_by_global_norm); 0 leaves them.
-      var_list: the variables to train (default: every trainable variable);
-        variables outside it stay as they are (frozen).
-      gradients: None, or a function var_list -> [(gradient, variable)] computed
-        elsewhere (the towers' averaged gradients, resnet_graph/towers.py).
+      clip_gradient_norm: see ``clip_gradients``.
+      var_list: the variables to train (default: every trainable one); the others stay (frozen).
+      gradients: see ``compute_gradients`` (the towers' averaged gradients, resnet_graph/training/towers.py).
       wrap_optimizer: None, or a function optimizer -> optimizer (the
-        SyncReplicasOptimizer of a cluster, resnet_graph/distributed.py).
+        SyncReplicasOptimizer of a cluster, resnet_graph/training/distributed.py).
       dynamic_loss_scale: float16 training: differentiate the loss times a
         ``DynamicLossScale`` (created here) and unscale the gradients; a step
         with non-finite gradients is skipped as with skip_nonfinite (which it
@@ -271,29 +262,83 @@ def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False,
     scale = DynamicLossScale() if dynamic_loss_scale else None
     opt = make_optimizer(optimizer, learning_rate, momentum, nesterov)
     opt = wrap_optimizer(opt) if wrap_optimizer else opt
-    computed = gradients(var_list) if gradients else opt.compute_gradients(
-        scale.scaled(loss) if scale else loss, var_list=var_list)
-    grads_and_vars = [(g, v) for g, v in computed if g is not None]
-    if scale:
-        grads_and_vars = scale.unscale(grads_and_vars)
+    grads_and_vars = compute_gradients(opt, loss, var_list, gradients, scale)
     grads_and_vars = add_weight_decay(grads_and_vars, weight_decay, decayed_kernels)
-    gradient_norm = tf.linalg.global_norm([g for g, _ in grads_and_vars], name='gradient_norm')
-    if clip_gradient_norm:
-        clipped, _ = tf.clip_by_global_norm([g for g, _ in grads_and_vars], clip_gradient_norm,
-                                            use_norm=gradient_norm)
-        grads_and_vars = list(zip(clipped, [v for _, v in grads_and_vars]))
+    grads_and_vars, gradient_norm = clip_gradients(grads_and_vars, clip_gradient_norm)
 
     def apply():
-        # The decay writes the kernels: only after every gradient (hence every read of the forward pass).
-        with tf.control_dependencies([g for g, _ in grads_and_vars]):
-            decay = decoupled_decay([v for _, v in grads_and_vars], learning_rate,
-                                    adamw_weight_decay if optimizer == 'adamw' else 0.0)
-        with tf.control_dependencies(list(update_ops) + decay):
-            return opt.apply_gradients(grads_and_vars, global_step=global_step, name='train_op')
+        return apply_gradients(opt, grads_and_vars, learning_rate, global_step, update_ops,
+                               adamw_weight_decay if optimizer == 'adamw' else 0.0)
 
     if not (skip_nonfinite or scale):
         return apply(), gradient_norm, None
+    op = apply_if_finite(apply, loss, gradient_norm, global_step, scale)
+    return op, gradient_norm, op
 
+
+def compute_gradients(opt, loss, var_list=None, gradients=None, scale=None):
+    """The gradients of ``loss``, or the ones ``gradients`` computes, without the variables that have none.
+
+    Args:
+      opt, loss: the optimizer whose ``compute_gradients`` differentiates ``loss``, a scalar tensor.
+      var_list: the variables to differentiate for (None: every trainable variable).
+      gradients: None, or a function var_list -> [(gradient, variable)] (the towers' averaged gradients).
+      scale: None, or a ``DynamicLossScale``: ``loss`` times its scale is differentiated, the gradients unscaled.
+    Returns:
+      [(gradient, variable)], each gradient shaped as its variable.
+    """
+    computed = gradients(var_list) if gradients else opt.compute_gradients(
+        scale.scaled(loss) if scale else loss, var_list=var_list)
+    grads_and_vars = [(g, v) for g, v in computed if g is not None]
+    return scale.unscale(grads_and_vars) if scale else grads_and_vars
+
+
+def clip_gradients(grads_and_vars, clip_norm):
+    """The gradients' global norm and, when ``clip_norm`` > 0, the gradients rescaled to at most that norm.
+
+    Args:
+      grads_and_vars: [(gradient, variable)].
+      clip_norm: a float; 0 leaves the gradients as they are.
+    Returns:
+      ([(gradient, variable)], the global norm before clipping: a scalar tensor named ``gradient_norm``).
+    """
+    gradient_norm = tf.linalg.global_norm([g for g, _ in grads_and_vars], name='gradient_norm')
+    if clip_norm:
+        clipped, _ = tf.clip_by_global_norm([g for g, _ in grads_and_vars], clip_norm, use_norm=gradient_norm)
+        grads_and_vars = list(zip(clipped, [v for _, v in grads_and_vars]))
+    return grads_and_vars, gradient_norm
+
+
+def apply_gradients(opt, grads_and_vars, learning_rate, global_step, update_ops, decoupled_weight_decay=0.0):
+    """The update op: decoupled decay of the kernels, then the batch-norm updates and the optimizer's step.
+
+    Args:
+      opt, grads_and_vars: the optimizer and the [(gradient, variable)] it applies.
+      learning_rate: a float or scalar tensor (the decay's factor is learning_rate * decoupled_weight_decay).
+      global_step: the int64 step variable, incremented by the op.
+      update_ops: ops to run before the update (the batch-norm moving averages).
+      decoupled_weight_decay: AdamW's factor on the kernels among the variables (0: no decay ops).
+    Returns:
+      the op ``train_op`` applying the gradients.
+    """
+    # The decay writes the kernels: only after every gradient (hence every read of the forward pass).
+    with tf.control_dependencies([g for g, _ in grads_and_vars]):
+        decay = decoupled_decay([v for _, v in grads_and_vars], learning_rate, decoupled_weight_decay)
+    with tf.control_dependencies(list(update_ops) + decay):
+        return opt.apply_gradients(grads_and_vars, global_step=global_step, name='train_op')
+
+
+def apply_if_finite(apply, loss, gradient_norm, global_step, scale=None):
+    """Runs ``apply()``'s update when the loss and the gradient norm are finite, else only counts the step.
+
+    Args:
+      apply: a function building the update op (``apply_gradients``), called inside the finite branch.
+      loss, gradient_norm: scalar tensors.
+      global_step: the int64 step variable (a skipped step adds 1 to it itself).
+      scale: None, or the ``DynamicLossScale``: a finite step counts towards growing it, a skipped one halves it.
+    Returns:
+      a bool scalar tensor named ``train_op``: True when the update was applied, False when skipped.
+    """
     def applied():
         with tf.control_dependencies([apply()]):
             # After the update, hence after every read of the scale by this step's gradients.
@@ -305,5 +350,4 @@ def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False,
             return tf.constant(False)
 
     finite = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(gradient_norm))
-    op = tf.cond(finite, applied, skipped, name='train_op')
-    return op, gradient_norm, op
+    return tf.cond(finite, applied, skipped, name='train_op')

@@ -43,31 +43,39 @@ def _damaged(path, field, value, expected):
                       % (path, field, value, expected))
 
 
-def check_config(cfg, path):
-    """Returns ``cfg`` (the parsed config.json at ``path``) when its fields have usable types and values.
+# The fields every config.json holds (trained and imported runs, of every version).
+RECORDED = ('depth', 'num_classes', 'image_size', 'dataset')
+
+
+def check_config(saved, path):
+    """Returns ``saved`` (the parsed config.json at ``path``) when its fields have usable types and values.
 
     Raises UsageError naming the file and the first bad field (a list instead
     of an object, a string depth, depth 19, image_size 0 ...).
     """
-    if not isinstance(cfg, dict):
+    if not isinstance(saved, dict):
         raise UsageError('%s is damaged: a JSON %s, expected an object of settings; restore the file (or train '
-                         'into a new --model_dir)' % (path, type(cfg).__name__))
-    for key, value in cfg.items():
+                         'into a new --model_dir)' % (path, 'null' if saved is None else type(saved).__name__))
+    missing = [key for key in RECORDED if key not in saved]
+    if missing:  # every version wrote them: a default in their place would build another network
+        raise UsageError('%s is damaged: it lacks %s; restore the file (or train into a new --model_dir)'
+                         % (path, ', '.join(missing)))
+    for key, value in saved.items():
         if key == 'dataset' and value is None:  # an imported run (import_checkpoint, import_keras): no data set
             continue
         if key in config.TRAIN and key != 'model_dir' and not _type_ok(config.TRAIN[key], value):
-            raise _damaged(path, key, value, 'a %s' % type(config.TRAIN[key]).__name__)
+            kind = type(config.TRAIN[key]).__name__
+            raise _damaged(path, key, value, '%s %s' % ('an' if kind[0] in 'aeiou' else 'a', kind))
         if key in DERIVED and not DERIVED[key](value):
             raise _damaged(path, key, value, 'a valid %s' % key)
         if key in LOWER_BOUNDS and value < LOWER_BOUNDS[key]:
             raise _damaged(path, key, value, 'at least %d' % LOWER_BOUNDS[key])
-    if 'depth' in cfg:
-        from resnet_graph.nets import variants
-        try:
-            variants.resolve(cfg['depth'], **variants.from_config(dict(cfg)))
-        except (ValueError, TypeError) as e:
-            raise UsageError('%s is damaged: %s; restore the file (or train into a new --model_dir)' % (path, e))
-    return cfg
+    from resnet_graph.nets import variants
+    try:  # depth is there (RECORDED)
+        variants.resolve(saved['depth'], **variants.from_config(config.RunConfig.from_json(saved)))
+    except (ValueError, TypeError) as e:
+        raise UsageError('%s is damaged: %s; restore the file (or train into a new --model_dir)' % (path, e))
+    return saved
 
 
 def best_problem(record, run):

@@ -30,21 +30,34 @@ ARCHITECTURE_KEYS = ('depth', 'num_classes', 'image_size', 'channels', 'dataset'
                      'validation_fraction', 'split_seed')  # and these the validation split a resume must keep
 
 
-def atomic_write_json(path, obj):
-    """Writes ``obj`` as JSON to ``path`` through a fsynced temporary file and a rename."""
+def atomic_write_bytes(path, data):
+    """Writes ``data`` (bytes) to ``path`` through a fsynced temporary file in its directory and a rename: a crash
+    leaves the old file or the new one. The file gets the permissions the umask gives a new file."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=directory)
     try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write('\n')
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would hide a figure or a graph from the user's group
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    """Writes the string ``text`` to ``path`` as UTF-8 with ``atomic_write_bytes``."""
+    atomic_write_bytes(path, text.encode('utf-8'))
+
+
+def atomic_write_json(path, obj):
+    """Writes ``obj`` as JSON to ``path`` (sorted keys, indented) with ``atomic_write_bytes``."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
 
 
 def read_json(path):
@@ -130,10 +143,14 @@ class RunDir(object):
             os.makedirs(self.join(sub), exist_ok=True)
 
     def load_config(self):
-        """The saved configuration (checked: records.check_config), or None; UsageError naming a damaged field."""
+        """The saved configuration as a config.RunConfig (checked first: records.check_config), or None;
+        UsageError naming a damaged field."""
+        import config
         from resnet_graph.training import records
-        cfg = read_json(self.join(CONFIG))
-        return None if cfg is None else records.check_config(cfg, self.join(CONFIG))
+        if not os.path.exists(self.join(CONFIG)):
+            return None
+        saved = read_json(self.join(CONFIG))  # a JSON null is damaged too, not "no config"
+        return config.RunConfig.from_json(records.check_config(saved, self.join(CONFIG)))
 
     def has_checkpoint_files(self):
         """Whether a checkpoint index exists here or in best/ (no TensorFlow: a cheap test of "a run exists")."""
@@ -150,7 +167,8 @@ class RunDir(object):
         return cfg
 
     def save_config(self, cfg):
-        atomic_write_json(self.join(CONFIG), cfg)
+        """Writes ``cfg`` (a config.RunConfig) as config.json."""
+        atomic_write_json(self.join(CONFIG), cfg.to_json())
 
     def load_best(self):
         """The best record, or None when there is none or it is damaged (a line says which field, once)."""
@@ -207,7 +225,8 @@ class RunDir(object):
         except Exception:  # an unparsable state file is rewritten below
             state = None
         if state is None or os.path.abspath(state.model_checkpoint_path) != os.path.abspath(complete[-1]):
-            tf.compat.v1.train.update_checkpoint_state(directory, complete[-1], complete)
+            # A copy: for a relative directory TensorFlow rewrites the list it is given in place.
+            tf.compat.v1.train.update_checkpoint_state(directory, complete[-1], list(complete))
         return complete[-1]
 
     def best_checkpoint(self):
@@ -228,12 +247,7 @@ class RunDir(object):
 
 
 def incompatible(saved, wanted):
-    """Lists 'key: saved X, asked Y' for architecture keys that differ.
-
-    A run saved before the architecture variants existed lacks their keys
-    and was built with their defaults.
-    """
-    from resnet_graph.nets.variants import DEFAULTS
-    saved = dict(DEFAULTS, **saved)
-    return ['%s: saved %r, asked %r' % (k, saved[k], wanted[k])
-            for k in ARCHITECTURE_KEYS if k in saved and k in wanted and saved[k] != wanted[k]]
+    """Lists 'key: saved X, asked Y' for the architecture keys where ``wanted`` (a dict of asked values)
+    differs from ``saved`` (a config.RunConfig; a run saved before a key existed was built with its default)."""
+    return ['%s: saved %r, asked %r' % (k, getattr(saved, k), wanted[k])
+            for k in ARCHITECTURE_KEYS if k in wanted and getattr(saved, k) != wanted[k]]

@@ -41,8 +41,8 @@ def histogram_summary(model):
 
 
 def config_summary(cfg):
-    """A text summary op holding the run's configuration as indented JSON."""
-    text = '```\n%s\n```' % json.dumps(cfg, indent=2, sort_keys=True)
+    """A text summary op holding the run's configuration (a config.RunConfig) as config.json's indented JSON."""
+    text = '```\n%s\n```' % json.dumps(cfg.to_json(), indent=2, sort_keys=True)
     return v1.summary.text('config', tf.constant(text))
 
 

@@ -21,10 +21,9 @@ same command runs, and is tested, on a CPU-only machine.
 """
 import tensorflow as tf
 
-import config
-
 from resnet_graph.training import finetune
 from resnet_graph.errors import UsageError
+from resnet_graph.fastconv.policy import ConvPolicy
 from resnet_graph.cluster import DEVICE_PATTERN
 from resnet_graph.nets.model import classifier_outputs
 
@@ -40,10 +39,10 @@ def tower_devices(cfg):
 
     Raises UsageError when --num_devices asks for more GPUs than the machine has (and it has some).
     """
-    devices = [d.lower() for d in cfg.get('devices', config.TRAIN['devices']) or []]
+    devices = [d.lower() for d in cfg.devices]
     if devices:
         return devices
-    count = cfg.get('num_devices', config.TRAIN['num_devices'])
+    count = cfg.num_devices
     if count <= 1:
         return []
     gpus = len(tf.config.list_physical_devices('GPU'))
@@ -76,9 +75,12 @@ def build_model(cfg, warm_start_from, images, labels):
       images: float32 [B, S, S, C] (B divisible by the number of towers); labels: int64 [B].
     """
     devices = tower_devices(cfg)
+    conv = cfg.conv
+    if conv == 'shape_aware':  # the forms may depend on the batch, which the pipeline's shape leaves open
+        conv = ConvPolicy.from_config(batch_size=max(1, cfg.batch_size // max(1, len(devices))))
     if not devices:
-        return finetune.build_model(cfg, warm_start_from, input_tensor=images, label_tensor=labels)
-    return Towers(cfg, devices, images, labels, warm_start_from)
+        return finetune.build_model(cfg, warm_start_from, input_tensor=images, label_tensor=labels, conv=conv)
+    return Towers(cfg, devices, images, labels, warm_start_from, conv)
 
 
 def gradients(model, label_smoothing=0.0):
@@ -100,19 +102,19 @@ class Towers(object):
     the first tower's.
     """
 
-    def __init__(self, cfg, devices, images, labels, warm_start_from=''):
+    def __init__(self, cfg, devices, images, labels, warm_start_from='', conv='shape_aware'):
         self.devices = list(devices)
         self.input_x, self.input_y = images, tf.cast(labels, tf.int64)
         self.is_training = v1.placeholder_with_default(False, [], name='is_training')
         count = tf.shape(images)[0]
-        self.cross_tower_sum = CrossTowerSum(len(self.devices)) if cfg.get('sync_bn', config.TRAIN['sync_bn']) else None
+        self.cross_tower_sum = CrossTowerSum(len(self.devices)) if cfg.sync_bn else None
         self.towers = []
         for i, device in enumerate(self.devices):
             with tf.name_scope('tower%d' % i), v1.device(_placer(device)):
                 start, end = count * i // len(devices), count * (i + 1) // len(devices)
                 kwargs = dict(input_tensor=images[start:end], label_tensor=self.input_y[start:end],
                               training=self.is_training, reuse=True if i else None,
-                              cross_replica_sum=self.cross_tower_sum)
+                              cross_replica_sum=self.cross_tower_sum, conv=conv)
                 self.towers.append(finetune.build_model(cfg, '' if i else warm_start_from, **kwargs))
         first = self.towers[0]
         for name in self.FROM_FIRST_TOWER:

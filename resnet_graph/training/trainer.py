@@ -19,8 +19,6 @@ import time
 
 import tensorflow as tf
 
-import config
-
 from data_loader import DataLoader
 from resnet_graph.training import finetune
 from resnet_graph.training import lifecycle
@@ -72,22 +70,26 @@ class Trainer(object):
     """Trains one run directory from a resolved configuration.
 
     Args:
-      cfg: dict with every key of ``config.TRAIN`` (model_dir set); the data
-        set adds num_classes, channels, mean and std.
+      cfg: a ``config.RunConfig`` (model_dir set); ``self.cfg`` is it with
+        the data set's num_classes, channels, mean and std filled in.
       log: a print-like function for progress lines.
     """
 
     def __init__(self, cfg, log=print):
         self.log = log
-        self.run = RunDir(cfg['model_dir'])
-        self.loader = DataLoader(cfg['dataset'], cfg['data_dir'], cfg['image_size'], cfg.get('mean'), cfg.get('std'),
-                                 augment=cfg.get('augment', config.TRAIN['augment']), **source_options(cfg))
-        check_splits(self.loader.source, cfg['validation_fraction'], ('train', 'validation'))  # at start: never a best record of 0 images
-        self.cfg = dict(cfg, num_classes=self.loader.num_classes, channels=self.loader.channels,
-                        mean=self.loader.mean, std=self.loader.std)
-        self.steps_per_epoch = steps_per_epoch(len(self.loader.train_ids), cfg['batch_size'])
-        self.total_steps = cfg['max_steps'] or cfg['epochs'] * self.steps_per_epoch
-        self.eval_every = cfg['eval_every'] or self.steps_per_epoch
+        self.run = RunDir(cfg.model_dir)
+        self.loader = DataLoader(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.mean, cfg.std,
+                                 augment=cfg.augment, **source_options(cfg))
+        # At start: never a best record of 0 images.
+        check_splits(self.loader.source, cfg.validation_fraction, ('train', 'validation'))
+        self.cfg = cfg.replace(num_classes=self.loader.num_classes, channels=self.loader.channels,
+                               mean=self.loader.mean, std=self.loader.std)
+        self.steps_per_epoch = steps_per_epoch(len(self.loader.train_ids), cfg.batch_size)
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        if cfg.batch_size > len(self.loader.train_ids):  # allowed (tiny data sets), but never silently
+            log('--batch_size %d is larger than the training split (%d images): each step repeats images to fill '
+                'its batch, and an epoch is one step' % (cfg.batch_size, len(self.loader.train_ids)))
+        self.eval_every = cfg.eval_every or self.steps_per_epoch
         self.skipped = 0
         self.overflows = 0  # --dtype float16: steps skipped by the dynamic loss scale
 
@@ -95,8 +97,8 @@ class Trainer(object):
         cfg = self.cfg
         graph = tf.Graph()
         with graph.as_default(), self._graph_scope():
-            v1.set_random_seed(cfg['seed'])
-            dataset = self.loader.train_dataset(cfg['batch_size'], cfg['seed'], start_step, self.total_steps)
+            v1.set_random_seed(cfg.seed)
+            dataset = self.loader.train_dataset(cfg.batch_size, cfg.seed, start_step, self.total_steps)
             if self.repeat_data:
                 dataset = dataset.repeat()
             self.iterator = v1.data.make_initializable_iterator(dataset)
@@ -106,23 +108,23 @@ class Trainer(object):
             labels = v1.placeholder_with_default(labels, [None], name='input_y')
             self.model = towers.build_model(cfg, self.warm_start_from, images, labels)  # one tower per device
             self.global_step = v1.train.get_or_create_global_step()
-            trained, self.frozen = finetune.split(self.model, cfg['freeze_stages'])
+            trained, self.frozen = finetune.split(self.model, cfg.freeze_stages)
             self.train_op, self.learning_rate, gradient_norm, self.applied = optim.build_train_step(
                 cfg, self.model, self.global_step, self.steps_per_epoch, self.total_steps, var_list=trained,
                 update_ops=finetune.update_ops(self.model, self.frozen),
-                gradients=towers.gradients(self.model, cfg['label_smoothing']), wrap_optimizer=self.wrap_optimizer)
+                gradients=towers.gradients(self.model, cfg.label_smoothing), wrap_optimizer=self.wrap_optimizer)
             self.summary_op = summaries.train_summary(self.model, self.learning_rate, gradient_norm,
-                                                      cfg['mean'], cfg['std'])
-            self.histogram_op = summaries.histogram_summary(self.model) if cfg['histogram_every'] else None
+                                                      cfg.mean, cfg.std)
+            self.histogram_op = summaries.histogram_summary(self.model) if cfg.histogram_every else None
             self.config_op = summaries.config_summary(cfg)
             self.confusion = summaries.ConfusionSummary()
-            self.saver = v1.train.Saver(max_to_keep=cfg['max_to_keep'])
+            self.saver = v1.train.Saver(max_to_keep=cfg.max_to_keep)
             self.best_saver = v1.train.Saver(max_to_keep=1)
             self.init_op = v1.global_variables_initializer()
         graph.finalize()
         return graph
 
-    # Scale-out hooks (resnet_graph/towers.py, distributed.py): a cluster's trainer overrides them.
+    # Scale-out hooks (resnet_graph/training/towers.py, distributed.py): a cluster's trainer overrides them.
     wrap_optimizer = None  # or a function optimizer -> optimizer
     repeat_data = False  # the data order repeats instead of ending at the last step
 
@@ -197,7 +199,7 @@ class Trainer(object):
         cfg, run = self.cfg, self.run
         latest = lifecycle.resume_point(run, self.log)
         start = int(tf.train.load_variable(latest, 'global_step')) if latest else 0
-        self.warm_start_from = '' if latest else cfg['warm_start_from']  # a resumed run restores its own
+        self.warm_start_from = '' if latest else cfg.warm_start_from  # a resumed run restores its own
         try:  # built before the run directory is written, so a bad warm start leaves nothing behind
             graph = self._build(start)
         except finetune.FineTuneError as e:
@@ -208,10 +210,10 @@ class Trainer(object):
         if latest:
             self.log('resuming from %s at step %d' % (latest, start))
         self.log('training ResNet-%d on %s: %d steps (%d per epoch, batch %d), model_dir %s'
-                 % (cfg['depth'], cfg['dataset'], self.total_steps, self.steps_per_epoch, cfg['batch_size'],
+                 % (cfg.depth, cfg.dataset, self.total_steps, self.steps_per_epoch, cfg.batch_size,
                     run.path))
         for line in ([optim.describe(cfg)] + finetune.describe(self.model, self.frozen)
-                     + towers.describe(self.model, cfg['batch_size'])):
+                     + towers.describe(self.model, cfg.batch_size)):
             self.log(line)
         with graph.as_default(), self._session(graph) as sess, _StopOnSignal() as stop:
             self._restore_or_init(sess, latest)
@@ -226,12 +228,16 @@ class Trainer(object):
                 self._stop_on_bad_data(sess, e)
                 raise
             finally:
-                train_writer.close()
-                eval_writer.close()
+                for writer in (train_writer, eval_writer):
+                    try:
+                        writer.close()
+                    except Exception as e:  # a failed event write must not hide why training stopped
+                        self.log('could not finish the event file in %s: %s' % (writer.get_logdir(), e))
             if stop.received:
                 path = self._save(self.saver, sess, run.checkpoint_prefix, step)
-                self.log('stopped by signal %d at step %d: saved %s; run the same command to resume'
-                         % (stop.received, step, path))
+                self.log('stopped by signal %d at step %d: saved %s; run the same command to resume (events: '
+                         'tensorboard --logdir %s)'
+                         % (stop.received, step, path, run.path))
                 return dict(step=step, stopped=stop.received, best=best)
             return self._finish(sess, step, best)
 
@@ -254,19 +260,19 @@ class Trainer(object):
 
         while step < self.total_steps and not stop.received:
             trace = dict(options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE),
-                         run_metadata=v1.RunMetadata()) if step + 1 == cfg['trace_step'] else {}
-            log_now = crossed(step, step + 1, cfg['log_every'])
+                         run_metadata=v1.RunMetadata()) if step + 1 == cfg.trace_step else {}
+            log_now = crossed(step, step + 1, cfg.log_every)
             values = sess.run(every_step + (logged if log_now else []), feed, **trace)
             before, step = step, self._next_step(sess, step)
             self._check_loss(values[1], values[2] if self.applied is not None else True, step)
             if trace:
                 self._write_trace(step, trace['run_metadata'], train_writer)
-            every = cfg['histogram_every']
+            every = cfg.histogram_every
             if self.histogram_op is not None and step // every > before // every:
                 train_writer.add_summary(sess.run(self.histogram_op), step)
-            if log_now and crossed(before, step, cfg['log_every']):
+            if log_now and crossed(before, step, cfg.log_every):
                 now = time.time()
-                rate = (step - window_first) * cfg['batch_size'] * self.batches_per_step / (now - window_start)
+                rate = (step - window_first) * cfg.batch_size * self.batches_per_step / (now - window_start)
                 self._log_step(step, values[1], values[-3:], rate, (now - loop_start) / (step - first))
                 train_writer.add_summary(values[-1], step)
                 summaries.scalars(train_writer, step, examples_per_sec=rate)
@@ -310,10 +316,10 @@ class Trainer(object):
     def _check_loss(self, loss, applied, step):
         if applied and math.isfinite(loss):
             return
-        if not applied and math.isfinite(loss) and self.cfg.get('dtype') == 'float16':
+        if not applied and math.isfinite(loss) and self.cfg.dtype == 'float16':
             self.overflows += 1  # float16 gradients overflowed: optim.DynamicLossScale halved the scale
             return
-        if not applied and self.cfg['nan_policy'] == 'skip':
+        if not applied and self.cfg.nan_policy == 'skip':
             self.skipped += 1
             self.log('step %d: loss %s, update skipped (--nan_policy skip; %d skipped so far)'
                      % (step, loss, self.skipped))
@@ -348,7 +354,7 @@ class Trainer(object):
         self.log('test accuracy of the best checkpoint: %.4f (top5 %.4f, loss %.4f, %d images)'
                  % (test['accuracy'], test['top5'], test['loss'], test['images']))
         self.log('checkpoints: %s (rolling, last %d kept); best: %s (best.json)'
-                 % (run.latest_checkpoint(), self.cfg['max_to_keep'], run.best_checkpoint()))
+                 % (run.latest_checkpoint(), self.cfg.max_to_keep, run.best_checkpoint()))
         self.log('events: %s and %s; view with: tensorboard --logdir %s'
                  % (run.join('train'), run.join('eval'), run.path))
         return dict(step=step, stopped=None, best=best, test=test)
