@@ -27,6 +27,7 @@ def test_input_tensor_and_placeholder_give_identical_outputs(tf_graph):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('depth,size,final', [(18, 32, 512), (50, 64, 2048), (18, 45, 512)])
 def test_include_top_false_exposes_every_stage(depth, size, final, tf_graph):
     net = ResNet(depth, input_shape=(size, size, 3), include_top=False)
@@ -149,6 +150,7 @@ def _api_examples():
         return re.findall(r'```python\n(.*?)```', f.read(), re.S)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('index', range(3))
 def test_the_api_page_examples_run(index, capsys):
     examples = _api_examples()

@@ -392,6 +392,7 @@ def test_an_empty_model_dir_is_refused(tmp_path):
     assert not os.path.exists(tmp_path / 'runs')
 
 
+@pytest.mark.slow
 def test_evaluate_on_an_empty_split_is_one_line(tmp_path):
     # train/ and val/ trees: validation is the tree, test is carved from train by the fraction (none of 4)
     folder(tmp_path / 'data' / 'train')

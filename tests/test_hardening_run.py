@@ -79,6 +79,7 @@ def one_error_line(result):
 
 # -- 1: one writer per run directory ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_trainer_on_the_same_directory_exits_2_naming_the_holder(tmp_path):
     model_dir = tmp_path / 'run'
     first = subprocess.Popen([sys.executable, '-m', 'resnet_graph.train'] + SMALL +
@@ -102,6 +103,7 @@ def test_a_second_trainer_on_the_same_directory_exits_2_naming_the_holder(tmp_pa
 
 # -- 2: the newest checkpoint that really loads --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_truncated_data_file_is_skipped_by_every_command(run_copy, tmp_path):
     damaged = run_copy / 'model.ckpt-4'
     truncate(str(damaged) + '.data-00000-of-00001')
@@ -121,6 +123,7 @@ def test_a_truncated_data_file_is_skipped_by_every_command(run_copy, tmp_path):
     assert loads(run_copy / 'model.ckpt-6') and loads(run_copy / 'model.ckpt-2')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('damage', ['truncate', 'remove'])
 def test_a_damaged_or_missing_best_checkpoint_rebuilds_the_best_record(run_copy, damage):
     if damage == 'remove':
@@ -261,6 +264,7 @@ def test_a_run_without_best_points_the_read_only_commands_to_its_latest_checkpoi
     assert run_cli('evaluate', '--model_dir', run_copy, '--checkpoint', 'latest').returncode == 0
 
 
+@pytest.mark.slow
 def test_a_copied_run_resumes_from_a_relative_model_dir(run_copy, tmp_path):
     # Its checkpoint state file names the original directory: the repaired one must name the copy's files.
     result = run_cli('train', '--model_dir', 'run', '--max_steps', 6, cwd=str(tmp_path))
@@ -272,6 +276,7 @@ def test_a_copied_run_resumes_from_a_relative_model_dir(run_copy, tmp_path):
 BESTS = [('[]', 'best.json'), ({'validation_accuracy': 2.0}, 'validation_accuracy'), ({'step': 999}, 'step')]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('content, field', BESTS)
 def test_a_damaged_best_record_is_named_and_rebuilt(run_copy, content, field):
     path = run_copy / 'best.json'
@@ -288,6 +293,7 @@ def test_a_damaged_best_record_is_named_and_rebuilt(run_copy, content, field):
 
 # -- 8: read-only commands ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_read_only_commands_never_write_into_the_run_directory(run_copy, tmp_path):
     for path in glob.glob(str(run_copy / 'model.ckpt-4.*')):
         os.remove(path)  # the state file names a missing checkpoint: today's evaluate rewrites it
@@ -325,6 +331,7 @@ def test_restoring_retries_when_the_best_checkpoint_rotates_away(run_copy, monke
 
 # -- fault injection: each file of a run damaged in turn -------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize('target', ['model.ckpt-4.index', 'model.ckpt-4.data-00000-of-00001', 'checkpoint',
                                     'config.json', 'best.json'])
 def test_each_file_truncated_in_turn(run_copy, target):

@@ -40,6 +40,7 @@ def imported(request, tmp_path_factory, image):
     return version, str(run), logits
 
 
+@pytest.mark.slow
 def test_config_records_what_the_run_is(imported):
     version, run, _ = imported
     cfg = json.load(open(os.path.join(run, 'config.json')))
@@ -51,6 +52,7 @@ def test_config_records_what_the_run_is(imported):
     assert cfg['bn_momentum'] == 0.997 and cfg['preprocessing'] == 'vgg'
 
 
+@pytest.mark.slow
 def test_predict_gives_the_reference_class(imported, image):
     _, run, logits = imported
     top = np.argsort(-logits)
@@ -116,6 +118,7 @@ def test_a_checkpoint_of_another_family_or_depth_is_one_line(tmp_path, args, mes
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_an_imported_run(imported):
     _, run, _ = imported
     result = run_cli('evaluate', '--model_dir', run)
@@ -135,6 +138,7 @@ def test_labels_file_takes_the_background_offset(tmp_path):
         class_names(10, str(labels))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('version', [1, 2], ids=['slim_v1', 'slim_v2'])
 def test_slim_checkpoint_round_trip(version, tmp_path, image):
     """A Slim resnet_v<version>_50 checkpoint: imported, predicted with the family's preprocessing, exported."""

@@ -15,6 +15,7 @@ v1 = tf.compat.v1
 WINNER = 3  # the digit every image of the fixture's network is scored as
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('variant, depth, head, shape', [
     ('slim_v1', 50, 'resnet_v1_50/logits/weights', [1, 1, 2048, 1000]),
     ('slim_v2', 50, 'resnet_v2_50/logits/weights', [1, 1, 2048, 1001]),
@@ -81,6 +82,7 @@ def background_run(tmp_path_factory):
     return str(run), values
 
 
+@pytest.mark.slow
 def test_evaluate_takes_a_data_set_and_shifts_past_the_background(background_run):
     from resnet_graph.data import load_source
     run, _ = background_run

@@ -237,6 +237,7 @@ def test_bad_recipe_flags_exit_2_with_one_line(args, message, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_resuming_with_another_optimizer_or_freeze_is_refused(tmp_path):
     # A run exists once its first checkpoint does (a config.json alone is a failed first start's, provisional).
     run = tmp_path / 'run'

@@ -245,6 +245,7 @@ def test_weights_argument_restores_a_slim_checkpoint(slim_checkpoint):
     assert model.weights_report['fresh'] == ['resnet_v1_50/logits/weights', 'resnet_v1_50/logits/biases']
 
 
+@pytest.mark.slow
 def test_output_stride_runs_atrous_like_slim(slim_checkpoint):
     version, values, prefix = slim_checkpoint
     output_stride = 8 if version == 1 else 16

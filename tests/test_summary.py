@@ -1,6 +1,8 @@
 """python -m resnet_graph.summary: per-stage shapes, parameters and multiply-adds read from the built graph."""
 import json
 
+import pytest
+
 from conftest import error_lines, run_cli
 from resnet_graph.summary import format_table, summarize
 
@@ -9,6 +11,7 @@ from resnet_graph.summary import format_table, summarize
 RESNET50_MACS = 4089184256
 
 
+@pytest.mark.slow
 def test_resnet50_summary_json():
     result = run_cli('summary', '--depth', '50', '--json')
     assert result.returncode == 0, result.stderr
