@@ -43,10 +43,13 @@ def class_names(num_classes, labels=None):
     if labels is None:
         return [BACKGROUND] + [str(i) for i in range(1000)] if background else [str(i) for i in range(num_classes)]
     try:
-        with open(labels) as f:
+        with open(labels, encoding='utf-8') as f:
             names = [line.strip() for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError('--labels %s cannot be read (%s)' % (labels, getattr(e, 'strerror', None) or e))
+    except UnicodeDecodeError as e:
+        raise UsageError('--labels %s is not UTF-8 text (byte %d: %s); save it as UTF-8, one class name a line'
+                         % (labels, e.start, e.reason))
+    except OSError as e:
+        raise UsageError('--labels %s cannot be read (%s)' % (labels, e.strerror or e))
     if background and len(names) == 1000:
         names = [BACKGROUND] + names
     require(len(names) == num_classes, '--labels %s has %d names, the network %d classes%s' % (

@@ -1,0 +1,246 @@
+"""Imports as a careless or hostile user runs them: checkpoints holding more than the network (optimizer slots,
+moving-average shadows), paths that are not checkpoints, raw uint8 images into ResNet.from_run, a run's summary,
+and evaluate's JSON on a 1000-class run."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import error_lines, run_cli
+from test_imported_runs import official_18_checkpoint
+
+v1 = tf.compat.v1
+ERROR = 'resnet_graph.import_checkpoint: error: '
+
+
+def import_18(checkpoint, run, *args):
+    return run_cli('import_checkpoint', '--variant', 'official_v1', '--depth', '18', '--checkpoint', checkpoint,
+                   '--model_dir', run, '--image_size', '32', *args)
+
+
+@pytest.fixture(scope='module')
+def official_18(tmp_path_factory):
+    """(prefix, values) of a 1001-class official_v1 ResNet-18 checkpoint."""
+    root = tmp_path_factory.mktemp('edges18')
+    return str(root / 'model.ckpt-9'), official_18_checkpoint(root / 'model.ckpt-9', 1001, 1)
+
+
+@pytest.fixture(scope='module')
+def run18(official_18, tmp_path_factory):
+    """The run directory imported from ``official_18``."""
+    run = tmp_path_factory.mktemp('run18') / 'run'
+    result = import_18(official_18[0], run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return str(run)
+
+
+def write_with_extras(prefix, values):
+    """A checkpoint of ``values`` plus what training checkpoints hold besides the network: a Momentum slot and an
+    ExponentialMovingAverage shadow (the value + 1) of every variable, global_step and an auxiliary head.
+    Returns the shadows' values by the network's names."""
+    shadows = {name: value + 1.0 for name, value in values.items()}
+    with tf.Graph().as_default(), v1.Session() as sess:
+        variables = [v1.Variable(value, name=name) for name, value in values.items()]
+        variables += [v1.Variable(np.zeros_like(value), name=name + '/Momentum') for name, value in values.items()]
+        variables += [v1.Variable(shadows[name], name=name + '/ExponentialMovingAverage') for name in values]
+        variables += [v1.Variable(np.int64(5), name='global_step'),
+                      v1.Variable(np.zeros([4, 1001], np.float32), name='resnet_model/AuxLogits/weights')]
+        sess.run(v1.global_variables_initializer())
+        v1.train.Saver(variables).save(sess, str(prefix), write_meta_graph=False)
+    return shadows
+
+
+def test_variables_the_network_does_not_use_are_counted_and_named(official_18, tmp_path):
+    _, values = official_18
+    shadows = write_with_extras(tmp_path / 'train' / 'model.ckpt-5', values)
+    prefix = str(tmp_path / 'train' / 'model.ckpt-5')
+    count = len(values)
+    result = import_18(prefix, tmp_path / 'run')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ('left out %d checkpoint variables the network does not use: %d optimizer slots (e.g. '
+            'resnet_model/batch_normalization/beta/Momentum), %d moving-average shadows (--moving_averages imports '
+            'them instead of the raw weights), global_step, 1 other (resnet_model/AuxLogits/weights)'
+            % (2 * count + 2, count, count)) in result.stdout.splitlines()
+    reader = tf.train.load_checkpoint(str(tmp_path / 'run' / 'best' / 'model.ckpt-0'))
+    name = 'resnet_model/conv2d_7/kernel'
+    np.testing.assert_array_equal(reader.get_tensor(name), values[name])  # the raw weights by default
+
+    result = import_18(prefix, tmp_path / 'ema', '--moving_averages')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'moving-average shadows' not in result.stdout and 'imported the moving averages' in result.stdout
+    reader = tf.train.load_checkpoint(str(tmp_path / 'ema' / 'best' / 'model.ckpt-0'))
+    for name in (name, 'resnet_model/batch_normalization/moving_mean', 'resnet_model/dense/bias'):
+        np.testing.assert_array_equal(reader.get_tensor(name), shadows[name], err_msg=name)
+
+
+def test_moving_averages_of_a_checkpoint_without_them_is_one_line(official_18, tmp_path):
+    prefix, _ = official_18
+    result = import_18(prefix, tmp_path / 'run', '--moving_averages')
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [ERROR + '--moving_averages: checkpoint %s holds no ExponentialMovingAverage '
+                                          'shadows (it was trained without them); import it without the flag' % prefix]
+    assert not (tmp_path / 'run').exists()
+
+
+def test_a_clean_checkpoint_says_nothing_left_out(official_18, tmp_path):
+    result = import_18(official_18[0], tmp_path / 'run')
+    assert result.returncode == 0 and 'left out' not in result.stdout
+
+
+def _saved_model(path, with_variables=True):
+    os.makedirs(os.path.join(path, 'variables'))
+    open(os.path.join(path, 'saved_model.pb'), 'wb').write(b'\x08\x01')
+    if with_variables:
+        open(os.path.join(path, 'variables', 'variables.index'), 'wb').write(b'')
+
+
+@pytest.mark.parametrize('kind', ['keras', 'h5', 'run', 'run_best', 'saved_model_parent', 'frozen_saved_model',
+                                  'data_without_index'])
+def test_a_path_that_is_not_a_checkpoint_says_what_it_is(tmp_path, kind):
+    path = tmp_path / 'given'
+    if kind == 'keras':
+        path = tmp_path / 'resnet50.keras'
+        path.write_bytes(b'PK\x03\x04' + b'\0' * 64)
+        message = ('--checkpoint %s is a Keras archive (.keras), not a TensorFlow checkpoint: import it with python '
+                   '-m resnet_graph.import_keras --model resnet50|resnet101|resnet152 --weights %s' % (path, path))
+    elif kind == 'h5':
+        path = tmp_path / 'weights.ckpt'  # an HDF5 file under any name
+        path.write_bytes(b'\x89HDF\r\n\x1a\n' + b'\0' * 64)
+        message = ('--checkpoint %s is a Keras HDF5 file (.h5), not a TensorFlow checkpoint: import it with python '
+                   '-m resnet_graph.import_keras --model resnet50|resnet101|resnet152 --weights %s' % (path, path))
+    elif kind in ('run', 'run_best'):
+        (path / 'best').mkdir(parents=True)
+        (path / 'config.json').write_text('{}')
+        (path / 'best' / 'model.ckpt-3.index').write_bytes(b'')
+        run, path = path, path / 'best' if kind == 'run_best' else path
+        message = ('--checkpoint %s is a resnet_graph run directory (%s): it needs no import; evaluate, predict and '
+                   'export take it as it is, and train --warm_start_from %s starts a new run from its weights'
+                   % (path, run / 'config.json', run))
+    elif kind == 'saved_model_parent':
+        for stamp in ('1538687283', '1538687999'):
+            _saved_model(str(path / stamp))
+        message = ('--checkpoint %s holds SavedModels in subdirectories (1538687283, 1538687999): give one, e.g. '
+                   '--checkpoint %s' % (path, path / '1538687999'))
+    elif kind == 'frozen_saved_model':
+        _saved_model(str(path), with_variables=False)
+        message = ('--checkpoint %s is a SavedModel without variables (variables/variables.index): its weights are '
+                   'not a checkpoint; give the checkpoint it was exported from' % path)
+    else:
+        path.mkdir()
+        (path / 'model.ckpt-9.data-00000-of-00001').write_bytes(b'\0')
+        path = path / 'model.ckpt-9'
+        message = ('--checkpoint %s: %s.data-00000-of-00001 is there but not its index %s.index; copy both files'
+                   % (path, path, path))
+    result = import_18(path, tmp_path / 'out')
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [ERROR + message]
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_labels_file_that_is_not_utf8_is_one_line(official_18, tmp_path):
+    labels = tmp_path / 'labels.txt'
+    labels.write_bytes(b'cat\n\xff\xfedog\n')
+    result = import_18(official_18[0], tmp_path / 'run', '--labels', labels)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [ERROR + '--labels %s is not UTF-8 text (byte 4: invalid start byte); save '
+                                          'it as UTF-8, one class name a line' % labels]
+
+
+def from_run_logits(run, images):
+    """Logits of the run's network on images() (made in the network's graph)."""
+    from resnet_graph.nets.model import ResNet
+    with tf.Graph().as_default():
+        net = ResNet.from_run(run, input_tensor=images())
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            return sess.run(net.logits)
+
+
+def test_from_run_takes_raw_uint8_images(run18):
+    pixels = np.random.RandomState(3).randint(0, 256, (2, 40, 40, 3)).astype(np.uint8)
+    expected = from_run_logits(run18, lambda: pixels.astype(np.float32))
+    np.testing.assert_allclose(from_run_logits(run18, lambda: tf.constant(pixels)), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(from_run_logits(run18, lambda: pixels), expected, rtol=1e-5, atol=1e-4)  # numpy
+
+
+@pytest.mark.parametrize('images, message', [
+    (lambda: tf.zeros([1, 40, 40, 3], tf.int32), 'got int32'),
+    (lambda: tf.zeros([1, 40, 40, 3], tf.uint16), 'got uint16'),
+    (lambda: tf.constant(['a']), 'got string'),
+    (lambda: tf.zeros([40, 40, 3], tf.uint8), 'got shape [40, 40, 3]'),
+    (lambda: tf.zeros([2, 40, 40, 1], tf.uint8), 'got shape [2, 40, 40, 1]'),
+])
+def test_from_run_names_the_input_it_expects(run18, images, message):
+    from resnet_graph.errors import UsageError
+    from resnet_graph.nets.model import ResNet
+    with tf.Graph().as_default():
+        with pytest.raises(UsageError) as raised:
+            ResNet.from_run(run18, input_tensor=images())
+    assert str(raised.value) == ('input_tensor of %s must be raw images [N, h, w, 3], uint8 or float with values '
+                                 '0..255; %s' % (run18, message))
+
+
+def test_summary_of_a_run(run18):
+    from resnet_graph.summary import summarize
+    before = sorted((p, os.stat(os.path.join(d, p)).st_mtime_ns) for d, _, files in os.walk(run18) for p in files)
+    result = run_cli('summary', '--model_dir', run18, '--json')
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout)
+    expected = summarize(18, 32, 3, 1001, variant='official_v1', architecture='imagenet')
+    assert (got['depth'], got['image_size'], got['channels'], got['num_classes'], got['model_dir']) == (
+        18, 32, 3, 1001, run18)
+    assert got['params'] == expected['params'] and got['spec']['variant'] == 'official_v1'
+    text = run_cli('summary', '--model_dir', run18)
+    assert text.returncode == 0
+    assert text.stdout.splitlines()[0] == ('run %s: imported from tensorflow/models official r1 ResNet v1.5'
+                                           % run18)
+    assert 'input 32x32x3, 1001 classes' in text.stdout.splitlines()[1]
+    after = sorted((p, os.stat(os.path.join(d, p)).st_mtime_ns) for d, _, files in os.walk(run18) for p in files)
+    assert after == before  # read-only: nothing written, not even a lock
+
+
+@pytest.mark.parametrize('case', ['missing', 'damaged', 'with_depth'])
+def test_summary_of_a_run_refuses_in_one_line(tmp_path, case, run18):
+    run = tmp_path / 'run'
+    args = []
+    if case == 'missing':
+        message = '%s is not a run directory (no config.json); train one with python -m resnet_graph.train ' \
+                  '--model_dir %s' % (run, run)
+    elif case == 'damaged':
+        run.mkdir()
+        (run / 'config.json').write_text('{"depth": ')
+        message = 'config.json'
+    else:
+        run, args = run18, ['--depth', '50']
+        message = ('--model_dir takes the network from %s; drop --depth' % os.path.join(run18, 'config.json'))
+    result = run_cli('summary', '--model_dir', run, *args)
+    assert result.returncode == 2
+    line, = error_lines(result.stderr)
+    assert line.startswith('resnet_graph.summary: error: ') and message in line, line
+    assert case != 'missing' or not run.exists()
+
+
+@pytest.mark.slow
+def test_evaluate_json_of_a_1000_class_run_leaves_the_matrix_out(tmp_path):
+    """A 1000-class network on a 1000-class data set (two images, labels 0 and 999): no 1000x1000 matrix in the
+    JSON unless --confusion asks for it."""
+    from PIL import Image
+    official_18_checkpoint(tmp_path / 'model.ckpt-1', 1000, 999)
+    run = tmp_path / 'run'
+    result = import_18(tmp_path / 'model.ckpt-1', run, '--num_classes', '1000')
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = tmp_path / 'data'
+    data.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(str(data / 'a.png'))
+    for split in ('train', 'val', 'test'):
+        (data / ('%s.csv' % split)).write_text('a.png,0\na.png,999\n')
+    args = ['evaluate', '--model_dir', run, '--dataset', 'csv', '--data_dir', data, '--json']
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout)
+    assert 'confusion' not in metrics and metrics['accuracy'] == 0.5 and len(result.stdout) < 2000
+    full = json.loads(run_cli(*(args + ['--confusion'])).stdout)
+    confusion = np.array(full['confusion'])
+    assert confusion.shape == (1000, 1000) and confusion[0, 999] == 1 and confusion[999, 999] == 1
