@@ -157,13 +157,10 @@ def what_else(path, depth):
 
 def _what_directory(path):
     """what_else of a directory: a run directory (or its best/), a SavedModel without variables, SavedModels' parent."""
-    for run in (path, os.path.dirname(os.path.normpath(path))):
-        config = os.path.join(run, 'config.json')
-        ours = os.path.isfile(config) and os.path.isdir(os.path.join(run, 'best'))  # another tool's config.json: no
-        if ours and (run == path or os.path.basename(os.path.normpath(path)) == 'best'):
-            return ('--checkpoint %s is a resnet_graph run directory (%s): it needs no import; evaluate, predict and '
-                    'export take it as it is, and train --warm_start_from %s starts a new run from its weights'
-                    % (path, config, run))
+    from resnet_graph.serving.imported import run_directory_line
+    run = run_directory_line('--checkpoint', path)
+    if run:
+        return run
     if os.path.isfile(os.path.join(path, 'saved_model.pb')) and not os.path.isfile(
             os.path.join(path, 'variables', 'variables.index')):
         return ('--checkpoint %s is a SavedModel without variables (variables/variables.index): its weights are '

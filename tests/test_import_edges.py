@@ -244,3 +244,21 @@ def test_evaluate_json_of_a_1000_class_run_leaves_the_matrix_out(tmp_path):
     full = json.loads(run_cli(*(args + ['--confusion'])).stdout)
     confusion = np.array(full['confusion'])
     assert confusion.shape == (1000, 1000) and confusion[0, 999] == 1 and confusion[999, 999] == 1
+
+
+@pytest.mark.parametrize('kind', ['index', 'data', 'prefix', 'run'])
+def test_import_keras_given_a_checkpoint_or_run_says_which_command(official_18, run18, tmp_path, kind):
+    prefix, _ = official_18
+    given = {'index': prefix + '.index', 'data': prefix + '.data-00000-of-00001', 'prefix': prefix, 'run': run18}[kind]
+    result = run_cli('import_keras', '--model', 'resnet50', '--weights', given, '--model_dir', tmp_path / 'out')
+    assert result.returncode == 2
+    if kind == 'run':
+        message = ('--weights %s is a resnet_graph run directory (%s): it needs no import; evaluate, predict and '
+                   'export take it as it is, and train --warm_start_from %s starts a new run from its weights'
+                   % (run18, os.path.join(run18, 'config.json'), run18))
+    else:
+        message = ('--weights %s is a TensorFlow checkpoint (%s.index), not a Keras file: import it with python -m '
+                   'resnet_graph.import_checkpoint --variant slim_v1|slim_v2|official_v1|official_v2 --checkpoint %s'
+                   % (given, prefix, prefix))
+    assert error_lines(result.stderr) == ['resnet_graph.import_keras: error: ' + message]
+    assert not (tmp_path / 'out').exists()

@@ -132,6 +132,18 @@ def require_new_run(model_dir):
             'directory' % model_dir)
 
 
+def run_directory_line(flag, path):
+    """One line for an import command's ``flag`` given a resnet_graph run directory (or its best/), else None."""
+    for run in (path, os.path.dirname(os.path.normpath(path))):
+        config = os.path.join(run, 'config.json')
+        ours = os.path.isfile(config) and os.path.isdir(os.path.join(run, 'best'))  # another tool's config.json: no
+        if ours and (run == path or os.path.basename(os.path.normpath(path)) == 'best'):
+            return ('%s %s is a resnet_graph run directory (%s): it needs no import; evaluate, predict and export take '
+                    'it as it is, and train --warm_start_from %s starts a new run from its weights'
+                    % (flag, path, config, run))
+    return None
+
+
 def write_run(cfg, weights, what='weight', who='import_keras'):
     """Builds the run's graph, loads ``weights`` (name -> array) and saves config.json + best/model.ckpt-0,
     holding the run directory's lock (a second writer, import or train, gets one line).
