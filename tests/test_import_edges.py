@@ -262,3 +262,43 @@ def test_import_keras_given_a_checkpoint_or_run_says_which_command(official_18, 
                    % (given, prefix, prefix))
     assert error_lines(result.stderr) == ['resnet_graph.import_keras: error: ' + message]
     assert not (tmp_path / 'out').exists()
+
+
+def test_from_run_takes_a_placeholder_of_unknown_shape(run18):
+    from resnet_graph.nets.model import ResNet
+    pixels = np.random.RandomState(4).randint(0, 256, (1, 40, 40, 3)).astype(np.uint8)
+    with tf.Graph().as_default():
+        images = v1.placeholder(tf.uint8)
+        net = ResNet.from_run(run18, input_tensor=images)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            got = sess.run(net.logits, {images: pixels})
+    np.testing.assert_allclose(got, from_run_logits(run18, lambda: pixels), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(num_classes=5), 'ResNet.from_run builds the network of %s/config.json: drop num_classes (ResNet(...) builds '
+                          'another network; weights= restores a run into it)'),
+    (dict(weights='/x', depth=50), 'ResNet.from_run builds the network of %s/config.json: drop depth, weights '
+                                   '(ResNet(...) builds another network; weights= restores a run into it)'),
+])
+def test_from_run_refuses_what_the_run_fixes(run18, kwargs, message):
+    from resnet_graph.errors import UsageError
+    from resnet_graph.nets.model import ResNet
+    with tf.Graph().as_default(), pytest.raises(UsageError) as raised:
+        ResNet.from_run(run18, **kwargs)
+    assert str(raised.value) == message % run18
+
+
+def test_from_run_of_a_run_without_a_checkpoint(run18, tmp_path):
+    import shutil
+    from resnet_graph.errors import UsageError
+    from resnet_graph.nets.model import ResNet
+    run = tmp_path / 'run'
+    run.mkdir()
+    shutil.copy(os.path.join(run18, 'config.json'), str(run / 'config.json'))
+    with tf.Graph().as_default(), pytest.raises(UsageError) as raised:
+        ResNet.from_run(str(run))
+    assert str(raised.value) == ('%s holds no checkpoint (a config.json alone: its training has not saved one yet); '
+                                 'train it, or give a run that has one' % run)
+    assert sorted(os.listdir(str(run))) == ['config.json']

@@ -1,9 +1,13 @@
 """The network a run describes: ``ResNet.from_config`` (a config.RunConfig), ``ResNet.from_run`` (a run directory)."""
+import os
+
 import tensorflow as tf
 
 from resnet_graph.nets import variants
 
 v1 = tf.compat.v1
+# ResNet arguments a run's config.json fixes: ResNet.from_run refuses them.
+RUN_FIXED = ('depth', 'num_classes', 'classes', 'height', 'width', 'channels', 'weight_decay', 'bn_momentum', 'weights')
 
 
 def from_config(cls, cfg, **kwargs):
@@ -31,8 +35,15 @@ def from_run(cls, model_dir, input_tensor=None, **kwargs):
     Raises UsageError for a model_dir that is no run, or an input of another dtype, rank or channel count.
     """
     from resnet_graph.data.pipeline import preprocess
-    from resnet_graph.training.run_dir import RunDir
-    cfg = RunDir(model_dir, writable=False).require_config()
+    from resnet_graph.errors import require
+    from resnet_graph.training.run_dir import CONFIG, RunDir
+    fixed = [key for key in RUN_FIXED if key in kwargs]
+    require(not fixed, 'ResNet.from_run builds the network of %s: drop %s (ResNet(...) builds another network; '
+            'weights= restores a run into it)' % (os.path.join(model_dir, CONFIG), ', '.join(fixed)))
+    run = RunDir(model_dir, writable=False)
+    cfg = run.require_config()
+    require(run.best_checkpoint() or run.latest_checkpoint(), '%s holds no checkpoint (a config.json alone: its '
+            'training has not saved one yet); train it, or give a run that has one' % model_dir)
     if input_tensor is None:
         input_tensor = v1.placeholder(tf.float32, [None, None, None, cfg.channels], name='raw_images')
     raw = raw_images(input_tensor, cfg.channels, model_dir)
@@ -55,4 +66,6 @@ def raw_images(images, channels, model_dir):
     shape = tensor.shape
     require(shape.rank is None or (shape.rank == 4 and shape[-1] in (None, channels)),
             expected + 'got shape %s' % (shape.as_list() if shape.rank is not None else None))
+    if shape.rank is None:  # a placeholder of any shape: the resize needs the rank, the run checks the rest
+        tensor = tf.ensure_shape(tensor, [None, None, None, channels])
     return tf.cast(tensor, tf.float32)
