@@ -302,3 +302,55 @@ def test_from_run_of_a_run_without_a_checkpoint(run18, tmp_path):
     assert str(raised.value) == ('%s holds no checkpoint (a config.json alone: its training has not saved one yet); '
                                  'train it, or give a run that has one' % run)
     assert sorted(os.listdir(str(run))) == ['config.json']
+
+
+@pytest.mark.parametrize('kind', ['best_folder', 'foreign_config'])
+def test_an_import_never_replaces_a_users_files(official_18, tmp_path, kind):
+    """A --model_dir that holds the user's own best/ folder or config.json (not a resnet_graph run's) is refused,
+    and those files are left as they were."""
+    target = tmp_path / 'project'
+    target.mkdir()
+    if kind == 'best_folder':
+        (target / 'best').mkdir()
+        mine = target / 'best' / 'notes.txt'
+        message = ('--model_dir %s has a best/ folder that is not a run\'s (it holds notes.txt); choose a new '
+                   'directory' % target)
+    else:
+        mine = target / 'config.json'
+        message = ('--model_dir %s holds a config.json that is not a resnet_graph run\'s (%s is damaged: ' % (target,
+                                                                                                           mine))
+    mine.write_text('{"mine": true}')
+    result = import_18(official_18[0], target)
+    assert result.returncode == 2
+    line, = error_lines(result.stderr)
+    assert line.startswith(ERROR + message), line
+    assert mine.read_text() == '{"mine": true}'
+    assert sorted(p.name for p in target.rglob('*')) == sorted(p.name for p in [mine] + ([mine.parent]
+                                                                                        if kind == 'best_folder' else []))
+
+
+def one_variable_checkpoint(prefix, name):
+    """A checkpoint holding one variable ``name`` (enough to name the family whose checkpoint it is)."""
+    with tf.Graph().as_default(), v1.Session() as sess:
+        variable = v1.Variable(np.zeros([1], np.float32), name=name)
+        sess.run(variable.initializer)
+        v1.train.Saver([variable]).save(sess, str(prefix), write_meta_graph=False)
+    return str(prefix)
+
+
+@pytest.mark.parametrize('held, args, guess', [
+    ('resnet_v2_50/conv1/weights', ['--variant', 'slim_v1'], "its variables are TF-Slim resnet_v2_50's: --variant "
+                                                             "slim_v2 --depth 50"),
+    ('resnet_v1_101/conv1/weights', ['--variant', 'slim_v1'], "its variables are TF-Slim resnet_v1_101's: --variant "
+                                                              "slim_v1 --depth 101"),
+    ('resnet_model/conv2d/kernel', ['--variant', 'slim_v2'], "its variables are official r1's (resnet_model/): "
+                                                             "--variant official_v1 or official_v2"),
+    ('stem/conv/kernel', ['--variant', 'official_v1'], 'it is a resnet_graph checkpoint: train --warm_start_from '
+                                                       'takes it as it is'),
+])
+def test_a_checkpoint_of_another_family_names_the_family(tmp_path, held, args, guess):
+    prefix = one_variable_checkpoint(tmp_path / 'model.ckpt', held)
+    result = run_cli('import_checkpoint', '--checkpoint', prefix, '--model_dir', tmp_path / 'run', *args)
+    assert result.returncode == 2
+    line, = error_lines(result.stderr)
+    assert line.endswith(': it is not this family and depth (%s)' % guess), line

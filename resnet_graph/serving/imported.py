@@ -106,10 +106,27 @@ def checkpoint_weights(cfg, prefix):
         from resnet_graph.training.run_dir import checkpoint_problem
         problem = checkpoint_problem(prefix)
         require(not problem, '--checkpoint %s cannot be read: %s; give a whole checkpoint' % (prefix, problem))
-        check_fits(prefix, model.variables, model.local_name, ' (another --variant or --depth?)')
+        guess = family_of([name for name, _ in tf.compat.v1.train.list_variables(prefix)], cfg.variant, cfg.depth)
+        check_fits(prefix, model.variables, model.local_name, ' (%s)' % (guess or 'another --variant or --depth?'))
         names = [model.local_name(v) for v in model.variables]
     reader = tf.train.load_checkpoint(prefix)
     return {name: reader.get_tensor(name) for name in names}
+
+
+def family_of(names, variant, depth):
+    """What a checkpoint's variable ``names`` say it is, when that is not ``variant`` at ``depth`` (one phrase of
+    advice), else None."""
+    import re
+    for name in names:
+        match = re.match(r'resnet_v([12])_(\d+)/', name)  # TF-Slim's scope names the version and depth
+        if match and (variant, depth) != ('slim_v' + match.group(1), int(match.group(2))):
+            return "its variables are TF-Slim resnet_v%s_%s's: --variant slim_v%s --depth %s" % (
+                match.group(1), match.group(2), match.group(1), match.group(2))
+    if any(name.startswith('resnet_model/') for name in names) and not variant.startswith('official'):
+        return "its variables are official r1's (resnet_model/): --variant official_v1 or official_v2"
+    if any(name.startswith(('stem/', 'head/dense/')) for name in names):
+        return 'it is a resnet_graph checkpoint: train --warm_start_from takes it as it is'
+    return None
 
 
 def check_image_size(cfg):
@@ -130,6 +147,25 @@ def require_new_run(model_dir):
     lifecycle.require_free(model_dir)
     require(not RunDir(model_dir).has_checkpoint_files(), '--model_dir %s already holds a run; choose a new '
             'directory' % model_dir)
+    _require_replaceable(model_dir)
+
+
+def _require_replaceable(model_dir):
+    """UsageError when the files an import replaces (config.json, best/) are not a failed first start's: the
+    user's own config.json or best/ folder stays as it was."""
+    import fnmatch
+    from resnet_graph.training import lifecycle
+    from resnet_graph.training.run_dir import RunDir
+    try:
+        RunDir(model_dir, writable=False).load_config()
+    except UsageError as e:
+        raise UsageError('--model_dir %s holds a config.json that is not a resnet_graph run\'s (%s); choose a new '
+                         'directory' % (model_dir, e))
+    best = os.path.join(model_dir, 'best')
+    theirs = sorted(name for name in (os.listdir(best) if os.path.isdir(best) else ())
+                    if name != 'checkpoint' and not any(fnmatch.fnmatch(name, p) for p in lifecycle.ORPHAN_PATTERNS))
+    require(not theirs, '--model_dir %s has a best/ folder that is not a run\'s (it holds %s); choose a new '
+            'directory' % (model_dir, ', '.join(theirs[:3]) + (', ...' if theirs[3:] else '')))
 
 
 def run_directory_line(flag, path):
