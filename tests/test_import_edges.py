@@ -96,8 +96,8 @@ def _saved_model(path, with_variables=True):
         open(os.path.join(path, 'variables', 'variables.index'), 'wb').write(b'')
 
 
-@pytest.mark.parametrize('kind', ['keras', 'h5', 'run', 'run_best', 'saved_model_parent', 'frozen_saved_model',
-                                  'data_without_index'])
+@pytest.mark.parametrize('kind', ['keras', 'h5', 'tarball', 'run', 'run_best', 'saved_model_parent',
+                                  'frozen_saved_model', 'data_without_index'])
 def test_a_path_that_is_not_a_checkpoint_says_what_it_is(tmp_path, kind):
     path = tmp_path / 'given'
     if kind == 'keras':
@@ -110,6 +110,11 @@ def test_a_path_that_is_not_a_checkpoint_says_what_it_is(tmp_path, kind):
         path.write_bytes(b'\x89HDF\r\n\x1a\n' + b'\0' * 64)
         message = ('--checkpoint %s is a Keras HDF5 file (.h5), not a TensorFlow checkpoint: import it with python '
                    '-m resnet_graph.import_keras --model resnet50|resnet101|resnet152 --weights %s' % (path, path))
+    elif kind == 'tarball':
+        path = tmp_path / 'resnet_v1_50_2016_08_28.tar.gz'
+        path.write_bytes(b'\x1f\x8b\x08' + b'\0' * 64)
+        message = ('--checkpoint %s is a gzip archive, not a TensorFlow checkpoint: extract it (a model-zoo .tar.gz: '
+                   'tar xzf) and give the checkpoint inside' % path)
     elif kind in ('run', 'run_best'):
         (path / 'best').mkdir(parents=True)
         (path / 'config.json').write_text('{}')
