@@ -49,15 +49,15 @@ def main(args):
                               os.path.abspath(prefix))
     imported.check_image_size(cfg)
     weights = imported.checkpoint_weights(cfg, prefix)
-    weights, read = take_averages(prefix, weights) if FLAGS.moving_averages else (weights, set(weights))
+    weights, shadows = take_averages(prefix, weights) if FLAGS.moving_averages else (weights, [])
     saved = imported.write_run(cfg, weights, what='checkpoint variable', who='import_checkpoint')
     print('imported %s-%d from %s: %s; config %s' % (cfg.imported['family'], FLAGS.depth, prefix, saved,
                                                     os.path.join(FLAGS.model_dir, 'config.json')))
     print(imported.describe(cfg))
-    if FLAGS.moving_averages:
+    if shadows:
         print('imported the moving averages (%s) of %d of the %d variables instead of their raw values'
-              % (AVERAGE[1:], len(read - set(weights)), len(weights)))
-    left_out = left_out_line(prefix, read)
+              % (AVERAGE[1:], len(shadows), len(weights)))
+    left_out = left_out_line(prefix, (set(weights) - set(shadows)) | {name + AVERAGE for name in shadows})
     if left_out:
         print(left_out)
 
@@ -65,7 +65,7 @@ def main(args):
 def take_averages(prefix, weights):
     """The weights with each variable's moving-average shadow in place of its raw value, where the checkpoint holds one.
 
-    Returns (weights, the checkpoint names read); UsageError when it holds no shadow or one of another shape.
+    Returns (weights, the names whose shadow was taken); UsageError when it holds no shadow or one of another shape.
     """
     import tensorflow as tf
     saved = dict(tf.compat.v1.train.list_variables(prefix))
@@ -78,7 +78,7 @@ def take_averages(prefix, weights):
         require(list(saved[name + AVERAGE]) == list(weights[name].shape), 'checkpoint %s holds %s with shape %s, '
                 'its variable %s' % (prefix, name + AVERAGE, list(saved[name + AVERAGE]), list(weights[name].shape)))
         weights[name] = reader.get_tensor(name + AVERAGE)
-    return weights, (set(weights) - set(shadows)) | {name + AVERAGE for name in shadows}
+    return weights, shadows
 
 
 def left_out_line(prefix, read):
@@ -92,12 +92,21 @@ def left_out_line(prefix, read):
     shadows = [n for n in unused if n.endswith(AVERAGE)]
     steps = [n for n in unused if n == 'global_step']
     others = [n for n in unused if n not in set(slots + shadows + steps)]
-    parts = (['%d optimizer slots (e.g. %s)' % (len(slots), slots[0])] if slots else []) + (
-        ['%d moving-average shadows (--moving_averages imports them instead of the raw weights)' % len(shadows)]
-        if shadows else []) + steps + (['%d other%s (%s%s)' % (len(others), 's' if len(others) > 1 else '',
-                                                              ', '.join(others[:3]), ', ...' if others[3:] else '')]
-                                       if others else [])
+    parts = []
+    if slots:
+        parts.append('%s (e.g. %s)' % (_count(slots, 'optimizer slot'), slots[0]))
+    if shadows:
+        parts.append('%s (--moving_averages imports them instead of the raw weights)'
+                     % _count(shadows, 'moving-average shadow'))
+    parts += steps
+    if others:
+        parts.append('%s (%s%s)' % (_count(others, 'other'), ', '.join(others[:3]), ', ...' if others[3:] else ''))
     return 'left out %d checkpoint variables the network does not use: %s' % (len(unused), ', '.join(parts))
+
+
+def _count(names, word):
+    """'1 word' or 'N words'."""
+    return '%d %s%s' % (len(names), word, '' if len(names) == 1 else 's')
 
 
 def checkpoint_prefix(path, depth=50):
