@@ -19,6 +19,8 @@ FLAGS = run_flags.FLAGS
 
 def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    require(FLAGS.json or FLAGS.confusion is None, '--%sconfusion adds the confusion matrix to --json\'s document; '
+            'add --json' % ('' if FLAGS.confusion else 'no'))
     require(FLAGS.model_dir, '--model_dir is required: the run directory written by resnet_graph.train')
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
     if FLAGS.dataset is not None:

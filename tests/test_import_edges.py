@@ -359,3 +359,10 @@ def test_a_checkpoint_of_another_family_names_the_family(tmp_path, held, args, g
     assert result.returncode == 2
     line, = error_lines(result.stderr)
     assert line.endswith(': it is not this family and depth (%s)' % guess), line
+
+
+def test_evaluate_confusion_without_json_is_one_line(tmp_path):
+    result = run_cli('evaluate', '--model_dir', tmp_path, '--confusion')
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == ['resnet_graph.evaluate: error: --confusion adds the confusion matrix to '
+                                          '--json\'s document; add --json']
