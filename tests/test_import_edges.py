@@ -352,6 +352,9 @@ def one_variable_checkpoint(prefix, name):
                                                              "--variant official_v1 or official_v2"),
     ('stem/conv/kernel', ['--variant', 'official_v1'], 'it is a resnet_graph checkpoint: train --warm_start_from '
                                                        'takes it as it is'),
+    ('layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE', ['--variant', 'official_v1'],
+     'it is a TF2 object-based checkpoint (tf.train.Checkpoint or a Keras SavedModel), not a TF1 name-based one: for '
+     'a keras.applications model, save it as .keras or .h5 and use import_keras'),
 ])
 def test_a_checkpoint_of_another_family_names_the_family(tmp_path, held, args, guess):
     prefix = one_variable_checkpoint(tmp_path / 'model.ckpt', held)

@@ -124,6 +124,9 @@ def family_of(names, variant, depth):
                 match.group(1), match.group(2), match.group(1), match.group(2))
     if any(name.startswith('resnet_model/') for name in names) and not variant.startswith('official'):
         return "its variables are official r1's (resnet_model/): --variant official_v1 or official_v2"
+    if any(name.endswith('/.ATTRIBUTES/VARIABLE_VALUE') for name in names):
+        return ('it is a TF2 object-based checkpoint (tf.train.Checkpoint or a Keras SavedModel), not a TF1 '
+                'name-based one: for a keras.applications model, save it as .keras or .h5 and use import_keras')
     if any(name.startswith(('stem/', 'head/dense/')) for name in names):
         return 'it is a resnet_graph checkpoint: train --warm_start_from takes it as it is'
     return None
