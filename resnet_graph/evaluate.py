@@ -2,9 +2,9 @@
 
 --json adds the confusion matrix (rows: true class, columns: predicted) for networks of up to
 config.CONFUSION_MAX_CLASSES (100) classes; --confusion adds it for any, --noconfusion for none.
---dataset NAME --data_dir DIR evaluates on another data set (an imported run records none) with the run's own preprocessing; its class
-count must be the network's, or one less where the network's class 0 is background (slim v2, official r1:
-data class k is then scored as the network's class k + 1).
+--dataset NAME --data_dir DIR evaluates on another data set (an imported run records none) with the
+run's own preprocessing; its class count must be the network's, or one less where the network's
+class 0 is background (slim v2, official r1: data class k is then scored as the network's class k + 1).
 """
 import json
 
