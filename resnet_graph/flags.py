@@ -101,7 +101,8 @@ def define_import_checkpoint():
     flags.DEFINE_string('labels', None, 'A file of class names, one a line (default: the class indices).')
     flags.DEFINE_integer('image_size', 224, 'Image side recorded for evaluate, predict and export.')
     flags.DEFINE_boolean('moving_averages', False, 'Import the ExponentialMovingAverage shadows of the weights '
-                         '(V/ExponentialMovingAverage, as slim\'s evaluation restored them) instead of their raw values.')
+                         '(V/ExponentialMovingAverage, as slim\'s evaluation restored them) instead of their raw '
+                         'values.')
     flags.mark_flag_as_required('variant')
 
 

@@ -163,9 +163,9 @@ def require_keras_file(path):
     require(not run, run)
     prefix = re.sub(r'\.(index|data-\d+-of-\d+)$', '', path)
     named = prefix != path or not os.path.isfile(path)  # one of a checkpoint's files, or its prefix
-    require(not (named and os.path.isfile(prefix + '.index')), '--weights %s is a TensorFlow checkpoint (%s.index), not a Keras '
-            'file: import it with python -m resnet_graph.import_checkpoint --variant slim_v1|slim_v2|official_v1|'
-            'official_v2 --checkpoint %s' % (path, prefix, prefix))
+    require(not (named and os.path.isfile(prefix + '.index')), '--weights %s is a TensorFlow checkpoint (%s.index), '
+            'not a Keras file: import it with python -m resnet_graph.import_checkpoint --variant '
+            'slim_v1|slim_v2|official_v1|official_v2 --checkpoint %s' % (path, prefix, prefix))
     require(os.path.isfile(path), '--weights %s is not a file' % path)
 
 

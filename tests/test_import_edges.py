@@ -330,8 +330,8 @@ def test_an_import_never_replaces_a_users_files(official_18, tmp_path, kind):
     line, = error_lines(result.stderr)
     assert line.startswith(ERROR + message), line
     assert mine.read_text() == '{"mine": true}'
-    assert sorted(p.name for p in target.rglob('*')) == sorted(p.name for p in [mine] + ([mine.parent]
-                                                                                        if kind == 'best_folder' else []))
+    expected = [mine] + ([mine.parent] if kind == 'best_folder' else [])
+    assert sorted(p.name for p in target.rglob('*')) == sorted(p.name for p in expected)
 
 
 def one_variable_checkpoint(prefix, name):
