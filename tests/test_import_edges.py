@@ -369,3 +369,16 @@ def test_evaluate_confusion_without_json_is_one_line(tmp_path):
     assert result.returncode == 2
     assert error_lines(result.stderr) == ['resnet_graph.evaluate: error: --confusion adds the confusion matrix to '
                                           '--json\'s document; add --json']
+
+
+def test_a_savedmodel_exported_here_points_to_its_run(tmp_path):
+    saved = tmp_path / 'exported'
+    (saved / 'variables').mkdir(parents=True)
+    (saved / 'saved_model.pb').write_bytes(b'\x08\x01')
+    one_variable_checkpoint(saved / 'variables' / 'variables', 'stem/conv/kernel')
+    result = run_cli('import_checkpoint', '--variant', 'official_v1', '--checkpoint', saved, '--model_dir',
+                     tmp_path / 'run')
+    assert result.returncode == 2
+    line, = error_lines(result.stderr)
+    assert line.endswith(': it is not this family and depth (it is a SavedModel exported by resnet_graph: the run '
+                         'it was exported from needs no import, and train --warm_start_from takes that run)'), line

@@ -106,16 +106,17 @@ def checkpoint_weights(cfg, prefix):
         from resnet_graph.training.run_dir import checkpoint_problem
         problem = checkpoint_problem(prefix)
         require(not problem, '--checkpoint %s cannot be read: %s; give a whole checkpoint' % (prefix, problem))
-        guess = family_of([name for name, _ in tf.compat.v1.train.list_variables(prefix)], cfg.variant, cfg.depth)
+        guess = family_of([name for name, _ in tf.compat.v1.train.list_variables(prefix)], cfg.variant, cfg.depth,
+                          saved_model=prefix.endswith(os.path.join('variables', 'variables')))
         check_fits(prefix, model.variables, model.local_name, ' (%s)' % (guess or 'another --variant or --depth?'))
         names = [model.local_name(v) for v in model.variables]
     reader = tf.train.load_checkpoint(prefix)
     return {name: reader.get_tensor(name) for name in names}
 
 
-def family_of(names, variant, depth):
+def family_of(names, variant, depth, saved_model=False):
     """What a checkpoint's variable ``names`` say it is, when that is not ``variant`` at ``depth`` (one phrase of
-    advice), else None."""
+    advice), else None. saved_model: the checkpoint is a SavedModel's variables."""
     import re
     for name in names:
         match = re.match(r'resnet_v([12])_(\d+)/', name)  # TF-Slim's scope names the version and depth
@@ -127,6 +128,9 @@ def family_of(names, variant, depth):
     if any(name.endswith('/.ATTRIBUTES/VARIABLE_VALUE') for name in names):
         return ('it is a TF2 object-based checkpoint (tf.train.Checkpoint or a Keras SavedModel), not a TF1 '
                 'name-based one: for a keras.applications model, save it as .keras or .h5 and use import_keras')
+    if any(name.startswith(('stem/', 'head/dense/')) for name in names) and saved_model:
+        return ('it is a SavedModel exported by resnet_graph: the run it was exported from needs no import, and '
+                'train --warm_start_from takes that run')
     if any(name.startswith(('stem/', 'head/dense/')) for name in names):
         return 'it is a resnet_graph checkpoint: train --warm_start_from takes it as it is'
     return None
