@@ -52,6 +52,26 @@ def write_with_extras(prefix, values):
     return shadows
 
 
+def test_left_out_variables_are_grouped_and_shadows_taken(official_18, tmp_path):
+    """The command's parts on their own (no subprocess): the left-out line, and the shadows --moving_averages takes."""
+    from resnet_graph.import_checkpoint import left_out_line, take_averages
+    _, values = official_18
+    prefix = str(tmp_path / 'model.ckpt-5')
+    shadows = write_with_extras(prefix, values)
+    weights, taken = take_averages(prefix, values)
+    assert sorted(taken) == sorted(values)
+    for name in values:
+        np.testing.assert_array_equal(weights[name], shadows[name], err_msg=name)
+    line = left_out_line(prefix, set(values))
+    assert line.startswith('left out %d checkpoint variables the network does not use: %d optimizer slots'
+                           % (2 * len(values) + 2, len(values))), line
+    assert line.endswith('global_step, 1 other (resnet_model/AuxLogits/weights)')
+    assert left_out_line(prefix, set(values) | {n + '/ExponentialMovingAverage' for n in values} | {'global_step'}) \
+        .endswith('does not use: %d optimizer slots (e.g. resnet_model/batch_normalization/beta/Momentum), 1 other '
+                  '(resnet_model/AuxLogits/weights)' % len(values))
+
+
+@pytest.mark.slow
 def test_variables_the_network_does_not_use_are_counted_and_named(official_18, tmp_path):
     _, values = official_18
     shadows = write_with_extras(tmp_path / 'train' / 'model.ckpt-5', values)
@@ -343,25 +363,39 @@ def one_variable_checkpoint(prefix, name):
     return str(prefix)
 
 
-@pytest.mark.parametrize('held, args, guess', [
-    ('resnet_v2_50/conv1/weights', ['--variant', 'slim_v1'], "its variables are TF-Slim resnet_v2_50's: --variant "
+@pytest.mark.parametrize('held, variant, guess', [
+    ('resnet_v2_50/conv1/weights', 'slim_v1', "its variables are TF-Slim resnet_v2_50's: --variant "
                                                              "slim_v2 --depth 50"),
-    ('resnet_v1_101/conv1/weights', ['--variant', 'slim_v1'], "its variables are TF-Slim resnet_v1_101's: --variant "
+    ('resnet_v1_101/conv1/weights', 'slim_v1', "its variables are TF-Slim resnet_v1_101's: --variant "
                                                               "slim_v1 --depth 101"),
-    ('resnet_model/conv2d/kernel', ['--variant', 'slim_v2'], "its variables are official r1's (resnet_model/): "
+    ('resnet_model/conv2d/kernel', 'slim_v2', "its variables are official r1's (resnet_model/): "
                                                              "--variant official_v1 or official_v2"),
-    ('stem/conv/kernel', ['--variant', 'official_v1'], 'it is a resnet_graph checkpoint: train --warm_start_from '
+    ('stem/conv/kernel', 'official_v1', 'it is a resnet_graph checkpoint: train --warm_start_from '
                                                        'takes it as it is'),
-    ('layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE', ['--variant', 'official_v1'],
+    ('layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE', 'official_v1',
      'it is a TF2 object-based checkpoint (tf.train.Checkpoint or a Keras SavedModel), not a TF1 name-based one: for '
      'a keras.applications model, save it as .keras or .h5 and use import_keras'),
 ])
-def test_a_checkpoint_of_another_family_names_the_family(tmp_path, held, args, guess):
-    prefix = one_variable_checkpoint(tmp_path / 'model.ckpt', held)
-    result = run_cli('import_checkpoint', '--checkpoint', prefix, '--model_dir', tmp_path / 'run', *args)
+def test_a_checkpoint_of_another_family_names_the_family(held, variant, guess):
+    from resnet_graph.serving.imported import family_of
+    assert family_of([held, 'global_step'], variant, 50) == guess
+
+
+def test_a_checkpoint_of_the_family_asked_for_gets_no_guess():
+    from resnet_graph.serving.imported import family_of
+    assert family_of(['resnet_v1_50/conv1/weights'], 'slim_v1', 50) is None
+    assert family_of(['resnet_model/conv2d/kernel'], 'official_v2', 34) is None
+
+
+def test_the_family_s_name_reaches_the_command_line(tmp_path):
+    prefix = one_variable_checkpoint(tmp_path / 'model.ckpt', 'resnet_v2_50/conv1/weights')
+    result = run_cli('import_checkpoint', '--variant', 'official_v1', '--depth', '18', '--checkpoint', prefix,
+                     '--model_dir', tmp_path / 'run')
     assert result.returncode == 2
-    line, = error_lines(result.stderr)
-    assert line.endswith(': it is not this family and depth (%s)' % guess), line
+    assert error_lines(result.stderr) == [ERROR + "checkpoint %s has no variable resnet_model/conv2d/kernel: it is not "
+                                          "this family and depth (its variables are TF-Slim resnet_v2_50's: --variant "
+                                          "slim_v2 --depth 50)" % prefix]
+    assert not (tmp_path / 'run').exists()
 
 
 def test_evaluate_confusion_without_json_is_one_line(tmp_path):
