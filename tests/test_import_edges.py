@@ -416,3 +416,10 @@ def test_a_savedmodel_exported_here_points_to_its_run(tmp_path):
     line, = error_lines(result.stderr)
     assert line.endswith(': it is not this family and depth (it is a SavedModel exported by resnet_graph: the run '
                          'it was exported from needs no import, and train --warm_start_from takes that run)'), line
+
+
+def test_a_labels_file_saved_with_a_byte_order_mark_and_crlf(tmp_path):
+    from resnet_graph.serving.imported import class_names
+    labels = tmp_path / 'labels.txt'
+    labels.write_bytes('\ufeffcat\r\ndog\r\n'.encode('utf-8'))
+    assert class_names(2, str(labels)) == ['cat', 'dog']

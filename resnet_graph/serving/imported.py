@@ -43,7 +43,7 @@ def class_names(num_classes, labels=None):
     if labels is None:
         return [BACKGROUND] + [str(i) for i in range(1000)] if background else [str(i) for i in range(num_classes)]
     try:
-        with open(labels, encoding='utf-8') as f:
+        with open(labels, encoding='utf-8-sig') as f:  # a BOM (Windows editors) is no part of the first name
             names = [line.strip() for line in f if line.strip()]
     except UnicodeDecodeError as e:
         raise UsageError('--labels %s is not UTF-8 text (byte %d: %s); save it as UTF-8, one class name a line'
