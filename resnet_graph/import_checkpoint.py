@@ -101,7 +101,7 @@ def left_out_line(prefix, read):
     parts += steps
     if others:
         parts.append('%s (%s%s)' % (_count(others, 'other'), ', '.join(others[:3]), ', ...' if others[3:] else ''))
-    return 'left out %d checkpoint variables the network does not use: %s' % (len(unused), ', '.join(parts))
+    return 'left out %s the network does not use: %s' % (_count(unused, 'checkpoint variable'), ', '.join(parts))
 
 
 def _count(names, word):

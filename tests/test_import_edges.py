@@ -423,3 +423,15 @@ def test_a_labels_file_saved_with_a_byte_order_mark_and_crlf(tmp_path):
     labels = tmp_path / 'labels.txt'
     labels.write_bytes('\ufeffcat\r\ndog\r\n'.encode('utf-8'))
     assert class_names(2, str(labels)) == ['cat', 'dog']
+
+
+def test_a_lone_step_is_left_out_in_the_singular(official_18, tmp_path):
+    from resnet_graph.import_checkpoint import left_out_line
+    _, values = official_18
+    prefix = str(tmp_path / 'model.ckpt')
+    with tf.Graph().as_default(), v1.Session() as sess:
+        variables = [v1.Variable(value, name=name) for name, value in values.items()]
+        variables.append(v1.Variable(np.int64(5), name='global_step'))
+        sess.run(v1.global_variables_initializer())
+        v1.train.Saver(variables).save(sess, prefix, write_meta_graph=False)
+    assert left_out_line(prefix, set(values)) == 'left out 1 checkpoint variable the network does not use: global_step'
