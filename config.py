@@ -142,6 +142,9 @@ FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
 TRAIN = {f.name: getattr(RunConfig(), f.name) for f in dataclasses.fields(RunConfig) if 'record' not in f.metadata}
 
 EVAL_BATCH_SIZE = 128
+# evaluate --json includes the confusion matrix for networks of up to this many classes (CIFAR-100's 100 fit);
+# a 1000-class one would be a million numbers, so it needs --confusion.
+CONFUSION_MAX_CLASSES = 100
 
 # The dtypes --dtype accepts (layers.cast_to computes convolutions and the dense layer in them).
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')

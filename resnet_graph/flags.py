@@ -73,6 +73,8 @@ def define_summary():
     flags.DEFINE_integer('channels', 3, 'Input channels.')
     flags.DEFINE_integer('num_classes', 1000, 'Classes of the dense head.')
     flags.DEFINE_boolean('json', False, 'Print one JSON document instead of the table.')
+    flags.DEFINE_string('model_dir', None, 'Summarise this run directory\'s network (its config.json gives the '
+                        'depth, variant, image size, channels and classes; read only).')
     define_architecture(variants.DEFAULTS)
 
 
@@ -98,6 +100,9 @@ def define_import_checkpoint():
     flags.DEFINE_integer('num_classes', None, 'Classifier width (default: the family\'s 1000 or 1001).')
     flags.DEFINE_string('labels', None, 'A file of class names, one a line (default: the class indices).')
     flags.DEFINE_integer('image_size', 224, 'Image side recorded for evaluate, predict and export.')
+    flags.DEFINE_boolean('moving_averages', False, 'Import the ExponentialMovingAverage shadows of the weights '
+                         '(V/ExponentialMovingAverage, as slim\'s evaluation restored them) instead of their raw '
+                         'values.')
     flags.mark_flag_as_required('variant')
 
 
@@ -204,6 +209,8 @@ def define_evaluate():
                         'has none), read with the run\'s image size and preprocessing.')
     flags.DEFINE_string('data_dir', '', 'Where --dataset lives (unused for digits); alone: where the run\'s own '
                         'data set lives now.')
+    flags.DEFINE_boolean('confusion', None, 'With --json: the confusion matrix (default: for runs of up to %d '
+                         'classes; --confusion for any, --noconfusion for none).' % config.CONFUSION_MAX_CLASSES)
 
 
 def define_predict():

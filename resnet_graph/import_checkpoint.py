@@ -4,9 +4,13 @@ Turns a TF-Slim resnet_v1/v2 (``--variant slim_v1|slim_v2``) or tensorflow/model
 official r1 (``official_v1|official_v2``) checkpoint into a run directory that evaluate,
 predict, export and ``--warm_start_from`` take. The weights and batch-norm statistics
 are carried over (read by their names, ``ResNet(variant=...)`` builds the family's exact
-graph); optimizer slots and the step are not. The family's preprocessing is recorded
-(``resnet_graph/serving/imported.py``). A checkpoint of another family or depth: one
-line naming the first variable it lacks or holds with another shape, exit 2.
+graph); optimizer slots and the step are not: the command counts and names what it left
+out. ``--moving_averages`` takes the ExponentialMovingAverage shadows of the weights
+(slim's evaluation checkpoints hold them) instead of the raw values. The family's
+preprocessing is recorded (``resnet_graph/serving/imported.py``). A checkpoint of
+another family or depth: one line naming the first variable it lacks or holds with
+another shape, exit 2; a path that is no checkpoint (a Keras file, a run directory, a
+SavedModel's parent directory): one line saying what it is and which command takes it.
 """
 import glob
 import os
@@ -15,6 +19,10 @@ import re
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.errors import require
+
+AVERAGE = '/ExponentialMovingAverage'  # the shadow of variable V is V/ExponentialMovingAverage
+# The slot names tf.compat.v1's optimizers give (V/Momentum, V/Adam_1, ...).
+SLOT = re.compile(r'/(Momentum|Adam|RMSProp|Adagrad|AdagradDA|Adadelta|Ftrl|LARS|ProximalAdagrad)(_\d+)?$')
 
 
 def main(args):
@@ -26,7 +34,7 @@ def main(args):
     require(FLAGS.variant in built, '--variant %s is not built by this version of resnet_graph (it has %s)'
             % (FLAGS.variant, ', '.join(built)))
     require(FLAGS.checkpoint, '--checkpoint PREFIX is required: the checkpoint path without .index')
-    prefix = checkpoint_prefix(FLAGS.checkpoint)
+    prefix = checkpoint_prefix(FLAGS.checkpoint, FLAGS.depth)
     require(FLAGS.model_dir, '--model_dir DIR is required: where the run directory is written')
     imported.require_new_run(FLAGS.model_dir)
     require(FLAGS.image_size >= 32, '--image_size must be at least 32, got %s' % FLAGS.image_size)
@@ -41,22 +49,82 @@ def main(args):
                               os.path.abspath(prefix))
     imported.check_image_size(cfg)
     weights = imported.checkpoint_weights(cfg, prefix)
+    weights, shadows = take_averages(prefix, weights) if FLAGS.moving_averages else (weights, [])
     saved = imported.write_run(cfg, weights, what='checkpoint variable', who='import_checkpoint')
     print('imported %s-%d from %s: %s; config %s' % (cfg.imported['family'], FLAGS.depth, prefix, saved,
                                                     os.path.join(FLAGS.model_dir, 'config.json')))
     print(imported.describe(cfg))
+    if shadows:
+        print('imported the moving averages (%s) of %d of the %d variables instead of their raw values'
+              % (AVERAGE[1:], len(shadows), len(weights)))
+    left_out = left_out_line(prefix, (set(weights) - set(shadows)) | {name + AVERAGE for name in shadows})
+    if left_out:
+        print(left_out)
 
 
-def checkpoint_prefix(path):
+def take_averages(prefix, weights):
+    """The weights with each variable's moving-average shadow in place of its raw value, where the checkpoint holds one.
+
+    Returns (weights, the names whose shadow was taken); UsageError when it holds no shadow or one of another shape.
+    """
+    import tensorflow as tf
+    saved = dict(tf.compat.v1.train.list_variables(prefix))
+    shadows = [name for name in weights if name + AVERAGE in saved]
+    require(shadows, '--moving_averages: checkpoint %s holds no %s shadows (it was trained without them); import '
+            'it without the flag' % (prefix, AVERAGE[1:]))
+    reader = tf.train.load_checkpoint(prefix)
+    weights = dict(weights)
+    for name in shadows:
+        require(list(saved[name + AVERAGE]) == list(weights[name].shape), 'checkpoint %s holds %s with shape %s, '
+                'its variable %s' % (prefix, name + AVERAGE, list(saved[name + AVERAGE]), list(weights[name].shape)))
+        weights[name] = reader.get_tensor(name + AVERAGE)
+    return weights, shadows
+
+
+def left_out_line(prefix, read):
+    """One line counting and naming the variables of checkpoint ``prefix`` outside ``read`` (None: there are none):
+    optimizer slots, moving-average shadows, the step, the rest (an auxiliary head, another network's layers)."""
+    import tensorflow as tf
+    unused = sorted(set(name for name, _ in tf.compat.v1.train.list_variables(prefix)) - set(read))
+    if not unused:
+        return None
+    slots = [n for n in unused if SLOT.search(n) and not n.endswith(AVERAGE)]
+    shadows = [n for n in unused if n.endswith(AVERAGE)]
+    steps = [n for n in unused if n == 'global_step']
+    others = [n for n in unused if n not in set(slots + shadows + steps)]
+    parts = []
+    if slots:
+        parts.append('%s (e.g. %s)' % (_count(slots, 'optimizer slot'), slots[0]))
+    if shadows:
+        parts.append('%s (--moving_averages imports them instead of the raw weights)'
+                     % _count(shadows, 'moving-average shadow'))
+    parts += steps
+    if others:
+        parts.append('%s (%s%s)' % (_count(others, 'other'), ', '.join(others[:3]), ', ...' if others[3:] else ''))
+    return 'left out %s the network does not use: %s' % (_count(unused, 'checkpoint variable'), ', '.join(parts))
+
+
+def _count(names, word):
+    """'1 word' or 'N words'."""
+    return '%d %s%s' % (len(names), word, '' if len(names) == 1 else 's')
+
+
+def checkpoint_prefix(path, depth=50):
     """``--checkpoint`` as users give it -> the prefix TensorFlow reads; UsageError where there is none.
 
     Takes a prefix (model.ckpt-225207), one of its files (.index, .meta, .data-00000-of-00001), a TF-Slim
     model-zoo file (resnet_v1_50.ckpt: the V1 format, one file), a directory holding one checkpoint, or a
-    SavedModel directory (official r1's exports: its variables/variables).
+    SavedModel directory (official r1's exports: its variables/variables). ``depth``: named in the advice for a
+    Keras file.
     """
     stripped = re.sub(r'\.(index|meta|data-\d+-of-\d+)$', '', path)
+    other = what_else(path, depth)
+    require(not other, other)
     if os.path.isfile(stripped + '.index') or os.path.isfile(stripped):  # V2, or a V1 file
         return stripped
+    data = sorted(glob.glob(glob.escape(stripped) + '.data-*'))
+    require(not data, '--checkpoint %s: %s is there but not its index %s.index; copy both files'
+            % (path, data[0] if data else '', stripped))
     require(os.path.isdir(path), '--checkpoint %s: no file %s.index (give the prefix, e.g. model.ckpt-12345 or '
             'resnet_v1_50.ckpt)' % (path, stripped))
     saved_model = os.path.join(path, 'variables', 'variables')
@@ -68,6 +136,52 @@ def checkpoint_prefix(path):
             % (path, '%d checkpoints' % len(found) if found else 'no checkpoint (no *.index or *.ckpt file)',
                ', e.g. %s' % found[-1] if found else ''))
     return found[0]
+
+
+ARCHIVES = ((b'\x89HDF\r\n\x1a\n', 'a Keras HDF5 file (.h5)'), (b'PK\x03\x04', 'a zip archive'),
+            (b'\x1f\x8b', 'a gzip archive'))
+
+
+def what_else(path, depth):
+    """One line saying what ``path`` is and which command takes it, when it is no TensorFlow checkpoint; else None."""
+    if os.path.isfile(path):
+        try:
+            with open(path, 'rb') as f:
+                head = f.read(8)
+        except OSError:
+            return None  # the checkpoint reader says why
+        kind = next((what for magic, what in ARCHIVES if head.startswith(magic)), None)
+        if kind == 'a zip archive' and path.endswith('.keras'):
+            kind = 'a Keras archive (.keras)'
+        if kind and 'Keras' in kind:
+            model = 'resnet%d' % depth if depth in (50, 101, 152) else 'resnet50|resnet101|resnet152'
+            return ('--checkpoint %s is %s, not a TensorFlow checkpoint: import it with python -m '
+                    'resnet_graph.import_keras --model %s --weights %s' % (path, kind, model, path))
+        return kind and ('--checkpoint %s is %s, not a TensorFlow checkpoint: extract it (a model-zoo .tar.gz: tar '
+                         'xzf) and give the checkpoint inside' % (path, kind))
+    if not os.path.isdir(path):
+        return None
+    return _what_directory(path)
+
+
+def _what_directory(path):
+    """what_else of a directory: a run directory (or its best/), a SavedModel without variables, SavedModels' parent."""
+    from resnet_graph.serving.imported import run_directory_line
+    run = run_directory_line('--checkpoint', path)
+    if run:
+        return run
+    if os.path.isfile(os.path.join(path, 'saved_model.pb')) and not os.path.isfile(
+            os.path.join(path, 'variables', 'variables.index')):
+        return ('--checkpoint %s is a SavedModel without variables (variables/variables.index): its weights are '
+                'not a checkpoint; give the checkpoint it was exported from' % path)
+    try:
+        models = sorted(d for d in os.listdir(path) if os.path.isfile(os.path.join(path, d, 'saved_model.pb')))
+    except OSError:
+        return None
+    if models and not glob.glob(os.path.join(glob.escape(path), '*.index')):
+        return ('--checkpoint %s holds SavedModels in subdirectories (%s): give one, e.g. --checkpoint %s'
+                % (path, ', '.join(models[:3]) + (', ...' if models[3:] else ''), os.path.join(path, models[-1])))
+    return None
 
 
 def cli_main():

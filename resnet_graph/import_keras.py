@@ -154,6 +154,21 @@ def keras_weights(model, name, depth):
     return weights
 
 
+def require_keras_file(path):
+    """UsageError unless ``path`` is a file; for a TensorFlow checkpoint or a run directory, naming the command
+    that takes it."""
+    import re
+    from resnet_graph.serving.imported import run_directory_line
+    run = run_directory_line('--weights', path)
+    require(not run, run)
+    prefix = re.sub(r'\.(index|data-\d+-of-\d+)$', '', path)
+    named = prefix != path or not os.path.isfile(path)  # one of a checkpoint's files, or its prefix
+    require(not (named and os.path.isfile(prefix + '.index')), '--weights %s is a TensorFlow checkpoint (%s.index), '
+            'not a Keras file: import it with python -m resnet_graph.import_checkpoint --variant '
+            'slim_v1|slim_v2|official_v1|official_v2 --checkpoint %s' % (path, prefix, prefix))
+    require(os.path.isfile(path), '--weights %s is not a file' % path)
+
+
 def run_config(depth, num_classes, image_size, model_dir, labels=None, source=''):
     """The config.json of an imported run (``labels``: a file of class names, one a line, or None)."""
     from resnet_graph.serving import imported
@@ -176,7 +191,7 @@ def main(args):
             'applications.%s(weights="imagenet") saves it in ~/.keras/models/) and pass its path, e.g. --weights '
             '~/.keras/models/%s' % (IMAGENET_URL % FLAGS.model, FLAGS.model.replace('resnet', 'ResNet'),
                                     os.path.basename(IMAGENET_URL % FLAGS.model)))
-    require(os.path.isfile(FLAGS.weights), '--weights %s is not a file' % FLAGS.weights)
+    require_keras_file(FLAGS.weights)
     require(FLAGS.model_dir, '--model_dir DIR is required: where the run directory is written')
     from resnet_graph.serving.imported import require_new_run
     require_new_run(FLAGS.model_dir)

@@ -1,5 +1,9 @@
 """python -m resnet_graph.summary --depth 50: per-stage output shapes, parameters and multiply-adds of a ResNet.
 
+``--model_dir RUN`` summarises a run's network instead (trained or imported): its config.json
+gives the depth, variant, image size, channels and classes (the flags for those are then
+refused: one way to say each), and nothing is written in the run.
+
 Everything is read from the built graph (no training, no data): the network
 is built on a batch of one image with known shape; parameters are its
 trainable variables (batch-norm moving statistics are listed apart);
@@ -109,8 +113,11 @@ def format_table(summary, depth, image_size, channels, num_classes):
     return lines
 
 
-def main(args):
-    require(not args, 'unexpected arguments: %s' % ' '.join(args))
+NETWORK_FLAGS = ('depth', 'image_size', 'channels', 'num_classes') + tuple(variants.DEFAULTS)
+
+
+def network_of_flags():
+    """(depth, image_size, channels, num_classes, variant options, title None) the flags describe."""
     for name in ('image_size', 'channels', 'num_classes'):
         require(FLAGS[name].value >= 1, '--%s must be at least 1, got %s' % (name, FLAGS[name].value))
     options = {key: FLAGS[key].value for key in variants.DEFAULTS}
@@ -122,12 +129,35 @@ def main(args):
     num_classes = FLAGS.num_classes
     if not FLAGS['num_classes'].present and options['variant'] in FAMILIES:
         num_classes = FAMILIES[options['variant']][2]  # the family's own classifier (1001: with background)
-    summary = summarize(FLAGS.depth, FLAGS.image_size, FLAGS.channels, num_classes, **options)
+    return FLAGS.depth, FLAGS.image_size, FLAGS.channels, num_classes, options, None
+
+
+def network_of_run(model_dir):
+    """(depth, image_size, channels, num_classes, variant options, title) of a run directory's network, from its
+    config.json alone (read, never written); UsageError for a missing or damaged run or a network flag beside it."""
+    import os
+    from resnet_graph.training.run_dir import CONFIG, RunDir
+    given = [name for name in NETWORK_FLAGS if FLAGS[name].present]
+    require(not given, '--model_dir takes the network from %s; drop --%s'
+            % (os.path.join(model_dir, CONFIG), ' --'.join(given)))
+    cfg = RunDir(model_dir, writable=False).require_config()
+    origin = ('imported from %s' % cfg.imported.get('family', 'another trainer') if cfg.imported
+              else 'trained on %s' % cfg.dataset)
+    return (cfg.depth, cfg.image_size, cfg.channels, cfg.num_classes, variants.from_config(cfg),
+            'run %s: %s' % (model_dir, origin))
+
+
+def main(args):
+    require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    depth, image_size, channels, num_classes, options, title = (
+        network_of_run(FLAGS.model_dir) if FLAGS.model_dir else network_of_flags())
+    summary = summarize(depth, image_size, channels, num_classes, **options)
     if FLAGS.json:
-        print(json.dumps(dict(summary, depth=FLAGS.depth, image_size=FLAGS.image_size, channels=FLAGS.channels,
-                              num_classes=num_classes), sort_keys=True))
+        print(json.dumps(dict(summary, depth=depth, image_size=image_size, channels=channels,
+                              num_classes=num_classes, model_dir=FLAGS.model_dir), sort_keys=True))
     else:
-        print('\n'.join(format_table(summary, FLAGS.depth, FLAGS.image_size, FLAGS.channels, num_classes)))
+        print('\n'.join(([title] if title else []) + format_table(summary, depth, image_size, channels,
+                                                                  num_classes)))
 
 
 def cli_main():

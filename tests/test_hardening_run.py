@@ -304,7 +304,7 @@ def test_read_only_commands_never_write_into_the_run_directory(run_copy, tmp_pat
     for module, args in (('evaluate', ['--checkpoint', 'latest']), ('evaluate', []),
                          ('predict', ['--checkpoint', 'latest', image]),
                          ('export', ['--checkpoint', 'latest', '--format', 'frozen_graph', '--out', tmp_path / 'f.pb']),
-                         ('plot', ['--out', tmp_path / 'c.png'])):  # summary takes no run directory
+                         ('plot', ['--out', tmp_path / 'c.png']), ('summary', [])):
         result = run_cli(module, '--model_dir', run_copy, *args)
         assert result.returncode == 0, (module, result.stderr)
         assert snapshot(run_copy) == before, module

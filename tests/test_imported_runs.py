@@ -257,8 +257,9 @@ def test_damaged_or_foreign_checkpoints_are_one_line(official_18, tmp_path):
         ([str(two)], '--checkpoint %s is a directory with 2 checkpoints; give one checkpoint prefix, e.g. %s'
                      % (two, two / 'b')),
         ([prefix, '--num_classes', '0'], '--num_classes must be at least 1, got 0'),
-        ([prefix, '--variant', 'slim_v1', '--depth', '50'], 'has no variable resnet_v1_50/conv1/weights: it is not '
-                                                              'this family and depth (another --variant or --depth?)'),
+        ([prefix, '--variant', 'slim_v1', '--depth', '50'], "has no variable resnet_v1_50/conv1/weights: it is not "
+                                                              "this family and depth (its variables are official r1's "
+                                                              "(resnet_model/): --variant official_v1 or official_v2)"),
         ([prefix, '--depth', '34'], 'holds resnet_model/conv2d_6/kernel with shape [1, 1, 64, 128], the network has '
                                     '[3, 3, 64, 64] (another --variant or --depth?)'),
     ]

@@ -43,10 +43,13 @@ def class_names(num_classes, labels=None):
     if labels is None:
         return [BACKGROUND] + [str(i) for i in range(1000)] if background else [str(i) for i in range(num_classes)]
     try:
-        with open(labels) as f:
+        with open(labels, encoding='utf-8-sig') as f:  # a BOM (Windows editors) is no part of the first name
             names = [line.strip() for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError('--labels %s cannot be read (%s)' % (labels, getattr(e, 'strerror', None) or e))
+    except UnicodeDecodeError as e:
+        raise UsageError('--labels %s is not UTF-8 text (byte %d: %s); save it as UTF-8, one class name a line'
+                         % (labels, e.start, e.reason))
+    except OSError as e:
+        raise UsageError('--labels %s cannot be read (%s)' % (labels, e.strerror or e))
     if background and len(names) == 1000:
         names = [BACKGROUND] + names
     require(len(names) == num_classes, '--labels %s has %d names, the network %d classes%s' % (
@@ -103,10 +106,34 @@ def checkpoint_weights(cfg, prefix):
         from resnet_graph.training.run_dir import checkpoint_problem
         problem = checkpoint_problem(prefix)
         require(not problem, '--checkpoint %s cannot be read: %s; give a whole checkpoint' % (prefix, problem))
-        check_fits(prefix, model.variables, model.local_name, ' (another --variant or --depth?)')
+        guess = family_of([name for name, _ in tf.compat.v1.train.list_variables(prefix)], cfg.variant, cfg.depth,
+                          saved_model=prefix.endswith(os.path.join('variables', 'variables')))
+        check_fits(prefix, model.variables, model.local_name, ' (%s)' % (guess or 'another --variant or --depth?'))
         names = [model.local_name(v) for v in model.variables]
     reader = tf.train.load_checkpoint(prefix)
     return {name: reader.get_tensor(name) for name in names}
+
+
+def family_of(names, variant, depth, saved_model=False):
+    """What a checkpoint's variable ``names`` say it is, when that is not ``variant`` at ``depth`` (one phrase of
+    advice), else None. saved_model: the checkpoint is a SavedModel's variables."""
+    import re
+    for name in names:
+        match = re.match(r'resnet_v([12])_(\d+)/', name)  # TF-Slim's scope names the version and depth
+        if match and (variant, depth) != ('slim_v' + match.group(1), int(match.group(2))):
+            return "its variables are TF-Slim resnet_v%s_%s's: --variant slim_v%s --depth %s" % (
+                match.group(1), match.group(2), match.group(1), match.group(2))
+    if any(name.startswith('resnet_model/') for name in names) and not variant.startswith('official'):
+        return "its variables are official r1's (resnet_model/): --variant official_v1 or official_v2"
+    if any(name.endswith('/.ATTRIBUTES/VARIABLE_VALUE') for name in names):
+        return ('it is a TF2 object-based checkpoint (tf.train.Checkpoint or a Keras SavedModel), not a TF1 '
+                'name-based one: for a keras.applications model, save it as .keras or .h5 and use import_keras')
+    if any(name.startswith(('stem/', 'head/dense/')) for name in names) and saved_model:
+        return ('it is a SavedModel exported by resnet_graph: the run it was exported from needs no import, and '
+                'train --warm_start_from takes that run')
+    if any(name.startswith(('stem/', 'head/dense/')) for name in names):
+        return 'it is a resnet_graph checkpoint: train --warm_start_from takes it as it is'
+    return None
 
 
 def check_image_size(cfg):
@@ -127,6 +154,37 @@ def require_new_run(model_dir):
     lifecycle.require_free(model_dir)
     require(not RunDir(model_dir).has_checkpoint_files(), '--model_dir %s already holds a run; choose a new '
             'directory' % model_dir)
+    _require_replaceable(model_dir)
+
+
+def _require_replaceable(model_dir):
+    """UsageError when the files an import replaces (config.json, best/) are not a failed first start's: the
+    user's own config.json or best/ folder stays as it was."""
+    import fnmatch
+    from resnet_graph.training import lifecycle
+    from resnet_graph.training.run_dir import RunDir
+    try:
+        RunDir(model_dir, writable=False).load_config()
+    except UsageError as e:
+        raise UsageError('--model_dir %s holds a config.json that is not a resnet_graph run\'s (%s); choose a new '
+                         'directory' % (model_dir, e))
+    best = os.path.join(model_dir, 'best')
+    theirs = sorted(name for name in (os.listdir(best) if os.path.isdir(best) else ())
+                    if name != 'checkpoint' and not any(fnmatch.fnmatch(name, p) for p in lifecycle.ORPHAN_PATTERNS))
+    require(not theirs, '--model_dir %s has a best/ folder that is not a run\'s (it holds %s); choose a new '
+            'directory' % (model_dir, ', '.join(theirs[:3]) + (', ...' if theirs[3:] else '')))
+
+
+def run_directory_line(flag, path):
+    """One line for an import command's ``flag`` given a resnet_graph run directory (or its best/), else None."""
+    for run in (path, os.path.dirname(os.path.normpath(path))):
+        config = os.path.join(run, 'config.json')
+        ours = os.path.isfile(config) and os.path.isdir(os.path.join(run, 'best'))  # another tool's config.json: no
+        if ours and (run == path or os.path.basename(os.path.normpath(path)) == 'best'):
+            return ('%s %s is a resnet_graph run directory (%s): it needs no import; evaluate, predict and export take '
+                    'it as it is, and train --warm_start_from %s starts a new run from its weights'
+                    % (flag, path, config, run))
+    return None
 
 
 def write_run(cfg, weights, what='weight', who='import_keras'):
