@@ -9,3 +9,15 @@ def require(condition, message):
     """Raises UsageError(message) unless condition holds."""
     if not condition:
         raise UsageError(message)
+
+
+def require_directory(flag, value, what):
+    """UsageError unless directory flag ``--flag`` names one: missing -> required, blank -> names no directory.
+
+    Args: flag: the flag's name; value: its value (a string, or a list of them for a repeated flag; None: not
+    given); what: the directory it should name, e.g. 'the run directory written by resnet_graph.train'.
+    """
+    values = value if isinstance(value, (list, tuple)) else [value]
+    require(value is not None and values, '--%s is required: %s' % (flag, what))
+    for v in values:
+        require(v is not None and v.strip(), "--%s %r names no directory; give %s" % (flag, v or '', what))

@@ -10,7 +10,7 @@ import signal
 import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require
+from resnet_graph.errors import UsageError, require, require_directory
 from resnet_graph.training.run_dir import RunDir, incompatible
 
 FLAGS = run_flags.FLAGS
@@ -131,8 +131,8 @@ def resolve_config():
     Raises UsageError when they ask for another architecture than the saved run.
     """
     cfg = config.RunConfig.from_flags(FLAGS)
-    require(not (FLAGS['model_dir'].present and not cfg.model_dir.strip()),
-            "--model_dir '' names no directory; give a run directory, or leave the flag out for runs/resnet<depth>")
+    if FLAGS['model_dir'].present:
+        require_directory('model_dir', cfg.model_dir, 'a run directory, or leave the flag out for runs/resnet<depth>')
     cfg = cfg.replace(model_dir=cfg.model_dir or os.path.join('runs', 'resnet%d' % cfg.depth))
     if os.path.exists(cfg.model_dir) and not os.path.isdir(cfg.model_dir):
         raise UsageError('--model_dir %s exists and is not a directory' % cfg.model_dir)

@@ -1,0 +1,99 @@
+"""Issue 20, the last attack: memory under ulimit -v, event files that cannot be written, JPEGs cut short,
+warnings on stderr, indented flag file lines, --helpfull, the wording of flag errors."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SMALL, error_lines, run_cli
+
+ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+
+
+def only_line(result):
+    """The one stderr line of a command that exited 2 (nothing else on stderr)."""
+    assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    line, = error_lines(result.stderr)
+    return line
+
+
+# ---- 5: indented flag file lines ----------------------------------------------------------------------------------
+
+def test_indented_flag_file_lines_are_read_like_the_others(tmp_path):
+    other = tmp_path / 'other.flags'
+    other.write_text('\t--image_size=32\n')
+    main = tmp_path / 'main.flags'
+    main.write_text('  # an indented comment\n  --depth=18\n   --flagfile=%s\n' % other)
+    result = run_cli('summary', '--flagfile', main, '--json', timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert '"depth": 18' in result.stdout and '"image_size": 32' in result.stdout and not result.stderr
+
+
+@pytest.mark.parametrize('kind', ['missing', 'circular'])
+def test_an_indented_nested_flagfile_gets_the_chain_checks(tmp_path, kind):
+    main, missing = tmp_path / 'main.flags', tmp_path / 'missing.flags'
+    main.write_text('--depth=8\n    --flagfile=%s\n' % (missing if kind == 'missing' else main))
+    result = run_cli('train', '--flagfile=%s' % main, '--model_dir', tmp_path / 'run', timeout=120)
+    assert only_line(result) == 'resnet_graph.train: error: ' + (
+        'cannot read --flagfile %s: No such file or directory; give a text file of --flag=value lines' % missing
+        if kind == 'missing' else
+        '--flagfile %s includes itself (%s -> %s); remove the circular --flagfile line' % (main, main, main))
+    assert not (tmp_path / 'run').exists()
+
+
+def test_a_flag_file_line_with_a_space_for_its_equals_sign_is_named(tmp_path):
+    main = tmp_path / 'main.flags'
+    main.write_text('--depth 18\n')
+    result = run_cli('summary', '--flagfile', main, timeout=120)
+    assert only_line(result) == ("resnet_graph.summary: error: --flagfile %s: the line '--depth 18' is not "
+                                 "--flag=value; write --depth=18" % main)
+
+
+# ---- 6: --helpfull -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('command', ['train', 'plot'])
+def test_helpfull_lists_absl_flags_by_module_and_help_stays_short(command):
+    full, short = run_cli(command, '--helpfull', timeout=60), run_cli(command, '--help', timeout=60)
+    assert full.returncode == short.returncode == 0 and not full.stderr and not short.stderr
+    names = lambda text: re.findall(r'^  --(?:\[no\])?(\w+):', text, re.M)  # noqa: E731
+    assert 'resnet_graph.flags:' in full.stdout.splitlines() and 'absl.flags:' in full.stdout.splitlines()
+    after_absl = full.stdout.split('\nabsl.flags:\n')[1]
+    assert names(after_absl) == ['flagfile', 'undefok']
+    assert set(names(full.stdout)) == set(names(short.stdout)) | {'flagfile', 'undefok'}
+    assert 'flagfile' not in names(short.stdout) and 'undefok' not in names(short.stdout)
+
+
+def test_undefok_that_helpfull_lists_works():
+    result = run_cli('summary', '--undefok=later_flag', '--later_flag=1', '--depth', '18', '--json', timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+# ---- 7: wordings ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('command,args', [
+    ('train', []), ('plot', []), ('evaluate', []), ('predict', ['x.png']),
+    ('export', ['--format', 'saved_model', '--out', 'm']),
+    ('import_keras', ['--model', 'resnet50', '--weights', 'w.h5']),
+    ('import_checkpoint', ['--variant', 'slim_v1', '--checkpoint', 'c'])])
+def test_an_empty_model_dir_is_the_same_refusal_on_every_command(tmp_path, command, args):
+    result = run_cli(command, '--model_dir=', *args, cwd=tmp_path, timeout=120)
+    assert only_line(result).startswith("resnet_graph.%s: error: --model_dir '' names no directory; give " % command)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('command,flag,value,message', [
+    ('train', 'batch_size', '1.5', '--batch_size=1.5 is not an integer: give a whole number'),
+    ('train', 'depth', 'abc', '--depth=abc is not an integer: give a whole number'),
+    ('summary', 'image_size', '2e2', '--image_size=2e2 is not an integer: give a whole number'),
+    ('train', 'learning_rate', 'fast', '--learning_rate=fast is not a number'),
+    ('predict', 'json', 'maybe', '--json=maybe is not true or false: give --json or --nojson'),
+    ('evaluate', 'batch_size', '8', "Unknown command line flag 'batch_size'"),
+])
+def test_a_bad_flag_value_is_one_line_naming_the_flag_and_the_command_help(tmp_path, command, flag, value, message):
+    result = run_cli(command, '--%s=%s' % (flag, value), cwd=tmp_path, timeout=120)
+    assert only_line(result) == 'resnet_graph.%s: error: %s; see python -m resnet_graph.%s --help' % (
+        command, message, command)
+    assert os.listdir(tmp_path) == []
