@@ -13,6 +13,7 @@ import sys
 
 from absl import flags
 
+from resnet_graph import errors
 from resnet_graph import flagfiles
 from resnet_graph.errors import UsageError
 from resnet_graph.fastconv import cpu
@@ -167,6 +168,7 @@ def run(prog, main, argv=None):
     is set.
     """
     argv = sys.argv if argv is None else argv
+    errors.COMMAND[0] = prog  # warnings name the command, as errors do
     quiet_tensorflow()
     try:
         bfc = cpu.enabled('CPU_BFC_ALLOCATOR')

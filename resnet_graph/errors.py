@@ -1,8 +1,17 @@
-"""The errors the library raises for bad input; the command lines turn each into one stderr line and exit 2."""
+"""The errors the library raises for bad input; the command lines turn each into one stderr line and exit 2.
+Warnings (a damaged file skipped, a record rebuilt) are one stderr line too, through ``warn``."""
+import sys
+
+COMMAND = ['resnet_graph']  # the running command's name (cli.run sets it), which prefixes warnings like errors
 
 
 class UsageError(Exception):
     """A problem with the user's input (flags, files, data); its message says what was wrong and what to do."""
+
+
+def warn(line):
+    """Prints warning ``line`` on stderr as one line: '<command>: warning: <line>'."""
+    print('%s: warning: %s' % (COMMAND[0], ' '.join(str(line).split())), file=sys.stderr, flush=True)
 
 
 def require(condition, message):

@@ -16,12 +16,11 @@ with ``strict`` every image is decoded once at load and a corrupt one is an erro
 """
 import csv
 import os
-import sys
 import threading
 
 import numpy as np
 
-from resnet_graph.errors import UsageError
+from resnet_graph.errors import UsageError, warn
 from resnet_graph.data import images as image_bounds
 from resnet_graph.data.source import Source, stratified_split
 
@@ -123,8 +122,8 @@ class FileSource(Source):
                 if i in self.skipped:
                     continue
                 self.skipped.add(i)  # one at a time, so each line counts the images skipped up to it
-                print('resnet_graph: warning: skipped corrupt image %s (%d skipped so far; --strict_data makes this '
-                      'an error)' % (self.paths[i], len(self.skipped)), file=sys.stderr, flush=True)
+                warn('skipped corrupt image %s (%d skipped so far; --strict_data makes this an error)'
+                     % (self.paths[i], len(self.skipped)))
 
 
 def _reason(error):

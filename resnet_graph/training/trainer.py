@@ -185,19 +185,19 @@ class Trainer(object):
         best record), test (metrics of the best checkpoint; absent when stopped).
         Raises TrainingError when training cannot go on, UsageError when another trainer holds the directory.
         """
-        with lifecycle.hold(self.run, self.log):
+        with lifecycle.hold(self.run):
             return self._train()
 
     def _rebuild_best(self, sess, step, writer, best):
         """A resumed run whose best record is missing or damaged: evaluates the restored checkpoint as the best."""
         if best is None and step > 0:
-            self.log('no valid best record: rebuilding the best record from the checkpoint of step %d' % step)
+            self.run.warn('no valid best record: rebuilding the best record from the checkpoint of step %d' % step)
             best = self._validate(sess, step, writer, None)
         return best
 
     def _train(self):
         cfg, run = self.cfg, self.run
-        latest = lifecycle.resume_point(run, self.log)
+        latest = lifecycle.resume_point(run)
         start = int(tf.train.load_variable(latest, 'global_step')) if latest else 0
         self.warm_start_from = '' if latest else cfg.warm_start_from  # a resumed run restores its own
         try:  # built before the run directory is written, so a bad warm start leaves nothing behind
