@@ -97,3 +97,46 @@ def test_a_bad_flag_value_is_one_line_naming_the_flag_and_the_command_help(tmp_p
     assert only_line(result) == 'resnet_graph.%s: error: %s; see python -m resnet_graph.%s --help' % (
         command, message, command)
     assert os.listdir(tmp_path) == []
+
+
+# ---- 1: memory under ulimit -v -------------------------------------------------------------------------------------
+
+def run_limited(kib, *args, cwd=None):
+    """python -m resnet_graph.<args> under ``ulimit -v kib``."""
+    script = 'ulimit -v %d; exec "$0" -m resnet_graph.%s' % (kib, ' '.join("'%s'" % a for a in args))
+    return subprocess.run(['bash', '-c', script, sys.executable], env=ENV, cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize('kib,advice', [(4500000, r'lower --batch_size \(\d+ fits\) or --image_size'),
+                                        (3000000, r'a smaller --depth or fewer classes')])
+def test_an_address_space_limit_too_small_for_the_step_is_one_line(tmp_path, kib, advice):
+    # ulimit -v 3000000 used to end in a segfault, 4500000 in oneDNN's traceback (could not create a primitive)
+    result = run_limited(kib, 'train', '--depth', 50, '--batch_size', 512, '--model_dir', tmp_path / 'run')
+    line = only_line(result)
+    assert re.match(r'resnet_graph.train: error: a training step of depth 50, --batch_size 512, --image_size 32 needs '
+                    r'at least [\d.]+ GiB \(.*\) and the address-space limit \(ulimit -v\) leaves room for [\d.]+ GiB '
+                    r'of tensors \(TensorFlow maps [\d.]+ GiB itself, and up to 2 times the tensors it holds\); raise '
+                    r'ulimit -v, or %s$' % advice, line), line
+    assert not (tmp_path / 'run').exists()
+
+
+def test_a_generous_address_space_limit_lets_a_run_finish(tmp_path):
+    result = run_limited(12 << 20, 'train', *SMALL, '--max_steps', 1, '--eval_every', 1, '--model_dir', tmp_path / 'run')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'test accuracy' in result.stdout
+
+
+def test_the_address_space_limit_counts_what_tensorflow_maps(monkeypatch):
+    from resnet_graph.training import memory
+    monkeypatch.setattr(memory, '_meminfo_available', lambda: 64 << 30)
+    monkeypatch.setattr(memory, '_cgroup_room', lambda: None)
+    monkeypatch.setattr(memory.resource, 'getrlimit', lambda which: (memory.resource.RLIM_INFINITY,) * 2)
+    assert memory.limit() == (64 << 30, 'this machine has %s available')  # unlimited: the common case
+    mapped = memory.tensorflow_mapped()
+    assert mapped >= memory.SESSION_MAPPED + (0 if 'tensorflow' in sys.modules else memory.TENSORFLOW_IMPORT_MAPPED)
+    monkeypatch.setattr(memory.resource, 'getrlimit', lambda which: (mapped + (1 << 30), memory.resource.RLIM_INFINITY))
+    room, phrase = memory.limit()
+    assert (1 << 29) - (64 << 20) <= room <= 1 << 29 and 'ulimit -v' in phrase  # the allocator maps twice the tensors
+    monkeypatch.setattr(memory.resource, 'getrlimit', lambda which: (1 << 20, memory.resource.RLIM_INFINITY))
+    assert memory.limit()[0] == 0
