@@ -3,7 +3,6 @@
 Bad input -> one line on stderr and exit code 2, never a traceback;
 Ctrl-C -> exit code 130.
 """
-import contextlib
 import importlib.abc
 import importlib.util
 import logging
@@ -29,20 +28,6 @@ HELP_ARGUMENTS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
 LOG_VARIABLE = 'TF_CPP_MIN_LOG_LEVEL'
 
 
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Points file descriptor 2 at /dev/null for the block (C++ writes that Python cannot filter)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, 'w') as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Imports ``tensorflow`` with stderr silenced: its C++ start-up notices (oneDNN, CUDA drivers, CPU
     features, absl's InitializeLog) are written before TF_CPP_MIN_LOG_LEVEL applies."""
@@ -57,7 +42,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         loader_exec = spec.loader.exec_module
 
         def exec_module(module):
-            with _stderr_silenced():
+            with errors.stderr_silenced():
                 loader_exec(module)
         spec.loader.exec_module = exec_module
         return spec

@@ -140,3 +140,48 @@ def test_the_address_space_limit_counts_what_tensorflow_maps(monkeypatch):
     assert (1 << 29) - (64 << 20) <= room <= 1 << 29 and 'ulimit -v' in phrase  # the allocator maps twice the tensors
     monkeypatch.setattr(memory.resource, 'getrlimit', lambda which: (1 << 20, memory.resource.RLIM_INFINITY))
     assert memory.limit()[0] == 0
+
+
+# ---- 3: a JPEG cut short ------------------------------------------------------------------------------------------
+
+def write_jpeg(path, seed, cut=False):
+    """A 16x16 progressive JPEG of smooth colours; ``cut``: its first half only (libjpeg prints its own line)."""
+    import io
+    import numpy as np
+    from PIL import Image
+    y, x = np.mgrid[0:16, 0:16]
+    pixels = np.stack([x * 16, y * 16, (x + y + seed) * 7 % 256], -1).astype(np.uint8)
+    data = io.BytesIO()
+    Image.fromarray(pixels).save(data, 'JPEG', progressive=True, quality=90)
+    path.write_bytes(data.getvalue()[:len(data.getvalue()) // 2] if cut else data.getvalue())
+    return path
+
+
+@pytest.fixture(scope='module')
+def jpeg_run(tmp_path_factory):
+    """(run directory, stdout, stderr) of a short run on a folder of JPEGs, one of them cut short."""
+    root = tmp_path_factory.mktemp('jpegs')
+    for c, name in enumerate(('ant', 'bee')):
+        os.makedirs(root / 'data' / name)
+        for i in range(8):
+            write_jpeg(root / 'data' / name / ('%d.jpg' % i), seed=10 * c + i, cut=(c, i) == (0, 3))
+    result = run_cli('train', *SMALL, '--dataset', 'folder', '--data_dir', root / 'data', '--batch_size', 4,
+                     '--validation_fraction', 0.25, '--max_steps', 2, '--eval_every', 2, '--model_dir', root / 'run',
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    return root, result
+
+
+def test_a_jpeg_cut_short_is_skipped_in_training_with_our_line_only(jpeg_run):
+    root, result = jpeg_run
+    assert result.stderr.splitlines() == ['resnet_graph.train: warning: skipped corrupt image %s (1 skipped so far; '
+                                          '--strict_data makes this an error)' % (root / 'data' / 'ant' / '3.jpg')]
+
+
+def test_a_jpeg_cut_short_is_one_line_in_predict(jpeg_run, tmp_path):
+    root, _ = jpeg_run
+    good, cut = write_jpeg(tmp_path / 'good.jpg', 1), write_jpeg(tmp_path / 'cut.jpg', 1, cut=True)
+    result = run_cli('predict', '--model_dir', root / 'run', good, cut, timeout=120)
+    assert only_line(result) == ('resnet_graph.predict: error: %s: not a readable PNG, JPEG, BMP or GIF image '
+                                 '(cut short or damaged: Invalid JPEG data or crop window.)' % cut)
+    assert result.stdout.startswith('%s: ' % good)
