@@ -185,3 +185,69 @@ def test_a_jpeg_cut_short_is_one_line_in_predict(jpeg_run, tmp_path):
     assert only_line(result) == ('resnet_graph.predict: error: %s: not a readable PNG, JPEG, BMP or GIF image '
                                  '(cut short or damaged: Invalid JPEG data or crop window.)' % cut)
     assert result.stdout.startswith('%s: ' % good)
+
+
+# ---- 2: an event file that cannot be written ------------------------------------------------------------------------
+
+FULL_DISK = '''
+import resource, sys
+from resnet_graph import cli
+cli.quiet_tensorflow()
+import tensorflow as tf
+from resnet_graph.training import summaries
+tf.compat.v1.disable_eager_execution()
+writer = summaries.EventWriter(sys.argv[1])
+writer.add_summary(tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag='a', simple_value=1.0)]), 1)
+writer.flush()
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))  # the disk is full from here on
+big = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag='a' * 1000, simple_value=2.0)])
+try:
+    writer.add_summary(big, 2)
+    writer.flush()
+    writer.add_summary(big, 3)
+except summaries.EventWriteError as e:
+    print(e)
+writer.close()  # after the failure: nothing more, no second error
+'''
+
+
+def test_an_event_file_that_cannot_be_written_is_one_error_without_the_thread_traceback(tmp_path):
+    result = subprocess.run([sys.executable, '-c', FULL_DISK, str(tmp_path / 'train')], env=ENV,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == '', result.stderr
+    event_file, = (tmp_path / 'train').iterdir()
+    assert result.stdout == ('cannot write the event file %s: File too large; free space or fix the directory\n'
+                             % event_file)
+
+
+REMOVE_EVENTS_AT_STEP_2 = '''
+import shutil, sys
+from resnet_graph import cli
+cli.quiet_tensorflow()  # before the trainer's import loads TensorFlow, as cli.run does
+from resnet_graph import train
+from resnet_graph.training import trainer
+log_step = trainer.Trainer._log_step
+def remove_events(self, step, *args):
+    log_step(self, step, *args)
+    if step == 2:
+        shutil.rmtree(self.run.join('train'))
+trainer.Trainer._log_step = remove_events
+sys.argv[0] = 'resnet_graph.train'
+train.cli_main()
+'''
+
+
+def test_an_event_directory_removed_mid_run_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
+    args = SMALL + ['--max_steps', 4, '--eval_every', 3, '--model_dir', tmp_path / 'run']
+    result = subprocess.run([sys.executable, '-c', REMOVE_EVENTS_AT_STEP_2] + [str(a) for a in args], env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    line = only_line(result)
+    assert re.match(r'resnet_graph.train: error: cannot write the event file %s/events.out.tfevents.\S+: it was '
+                    r'removed \(its directory too\?\); keep the run directory whole while training \(stopped at step 2, '
+                    r'saved %s; run the same command to resume\)$'
+                    % (re.escape(str(tmp_path / 'run' / 'train')), re.escape(str(tmp_path / 'run' / 'model.ckpt-2'))),
+                    line), line
+    resumed = run_cli('train', *args)
+    assert resumed.returncode == 0 and resumed.stderr == '', resumed.stderr
+    assert 'resuming from %s at step 2' % (tmp_path / 'run' / 'model.ckpt-2') in resumed.stdout
+    assert 'step 4/4' in resumed.stdout and os.listdir(tmp_path / 'run' / 'train')
