@@ -170,5 +170,23 @@ def run(prog, main, argv=None):
     except KeyboardInterrupt:
         print('%s: interrupted' % prog, file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        if not out_of_memory(e):
+            raise
+        fail(prog, 'out of memory: %s; lower --batch_size or --image_size, or give the process more memory (a run '
+             'resumes from its last checkpoint with the same command)' % out_of_memory(e))
     sys.exit(code or 0)
+
+
+MEMORY_FAILURES = ('OOM when allocating', 'could not create a primitive', 'bad_alloc')  # TensorFlow's, oneDNN's
+
+
+def out_of_memory(error):
+    """The line of a TensorFlow error that says an allocation failed (past the memory estimate), else None."""
+    text = getattr(error, 'message', None) or str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if type(error).__name__ == 'ResourceExhaustedError' or any(m in text for m in MEMORY_FAILURES):
+        return next((line for line in lines if any(m in line for m in MEMORY_FAILURES)), lines[0] if lines else
+                    type(error).__name__)
+    return None
 

@@ -251,3 +251,25 @@ def test_an_event_directory_removed_mid_run_stops_with_a_checkpoint_and_the_run_
     assert resumed.returncode == 0 and resumed.stderr == '', resumed.stderr
     assert 'resuming from %s at step 2' % (tmp_path / 'run' / 'model.ckpt-2') in resumed.stdout
     assert 'step 4/4' in resumed.stdout and os.listdir(tmp_path / 'run' / 'train')
+
+
+OOM_PAST_THE_ESTIMATE = '''
+from resnet_graph import cli
+def main(args):  # a step that needs more than the memory estimate said: a 4 TiB tensor
+    import tensorflow as tf
+    v1 = tf.compat.v1
+    with tf.Graph().as_default(), v1.Session() as session:
+        n = v1.placeholder(tf.int64, [])
+        session.run(tf.reduce_sum(tf.ones(tf.stack([n]), tf.float32)), {n: 2 ** 40})
+cli.run('resnet_graph.train', main, ['train'])
+'''
+
+
+def test_an_allocation_that_fails_past_the_estimate_is_one_line():
+    result = subprocess.run([sys.executable, '-c', OOM_PAST_THE_ESTIMATE], env=ENV, capture_output=True, text=True,
+                            timeout=120)
+    line = only_line(result)
+    assert line.startswith('resnet_graph.train: error: out of memory: OOM when allocating tensor with '
+                           'shape[1099511627776] and type float on ') and line.endswith(
+        '; lower --batch_size or --image_size, or give the process more memory (a run resumes from its last '
+        'checkpoint with the same command)'), line
