@@ -145,12 +145,11 @@ def fail(prog, message):
 def run(prog, main, argv=None):
     """Parses the flags already defined, then calls ``main(args)`` (args: the positional arguments).
 
-    Quiets TensorFlow's C++ logging before it loads (unless TF_CPP_MIN_LOG_LEVEL
-    is set); --help, -h, --helpfull print the usage and exit 0. Exits with main's return value (0 when None), 2 on a ``UsageError``, a
-    flag error or a CPU setting of config.py that is not 'auto', 'on', 'off'
-    (or a bool), 130 on Ctrl-C. Selects TensorFlow's BFC CPU allocator first
-    where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC
-    is set.
+    Quiets TensorFlow's C++ logging before it loads (unless TF_CPP_MIN_LOG_LEVEL is set); --help, -h,
+    --helpfull print the usage and exit 0. Exits with main's return value (0 when None); 2 on a
+    ``UsageError``, a flag error, a CPU setting of config.py that is not 'auto', 'on', 'off' (or a bool), or
+    an allocation TensorFlow failed (one "out of memory" line); 130 on Ctrl-C. Selects TensorFlow's BFC CPU
+    allocator first where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC is set.
     """
     argv = sys.argv if argv is None else argv
     errors.COMMAND[0] = prog  # warnings name the command, as errors do
@@ -171,10 +170,11 @@ def run(prog, main, argv=None):
         print('%s: interrupted' % prog, file=sys.stderr)
         sys.exit(130)
     except Exception as e:
-        if not out_of_memory(e):
+        line = out_of_memory(e)
+        if line is None:
             raise
         fail(prog, 'out of memory: %s; lower --batch_size or --image_size, or give the process more memory (a run '
-             'resumes from its last checkpoint with the same command)' % out_of_memory(e))
+             'resumes from its last checkpoint with the same command)' % line)
     sys.exit(code or 0)
 
 
@@ -189,4 +189,3 @@ def out_of_memory(error):
         return next((line for line in lines if any(m in line for m in MEMORY_FAILURES)), lines[0] if lines else
                     type(error).__name__)
     return None
-
