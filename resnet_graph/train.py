@@ -109,6 +109,8 @@ def validate_finetune(cfg):
     require(not cfg.freeze_stages or cfg.variant not in ('legacy',) + variants.SLIM_VARIANTS, '--freeze_stages '
             'does not apply to --variant %s (its layers are not named by stage); fine-tune it without freezing'
             % cfg.variant)
+    require(not cfg.warm_start_from or cfg.warm_start_from.strip(), '--warm_start_from %r names no run directory '
+            'or checkpoint; give one, or leave the flag out' % cfg.warm_start_from)
     for flag in ('warm_start_exclude', 'freeze_stages'):
         require(cfg.warm_start_from or not getattr(cfg, flag), '--%s needs --warm_start_from (a trained run directory '
                 'or checkpoint)' % flag)

@@ -84,6 +84,13 @@ def test_an_empty_model_dir_is_the_same_refusal_on_every_command(tmp_path, comma
     assert os.listdir(tmp_path) == []
 
 
+def test_a_blank_warm_start_names_no_checkpoint(tmp_path):
+    result = run_cli('train', '--warm_start_from= ', '--model_dir', tmp_path / 'run', timeout=120)
+    assert only_line(result) == ("resnet_graph.train: error: --warm_start_from ' ' names no run directory or "
+                                 "checkpoint; give one, or leave the flag out")
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize('command,flag,value,message', [
     ('train', 'batch_size', '1.5', '--batch_size=1.5 is not an integer: give a whole number'),
     ('train', 'depth', 'abc', '--depth=abc is not an integer: give a whole number'),
