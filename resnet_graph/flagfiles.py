@@ -54,6 +54,8 @@ def _lines(name, chain):
             continue
         if line.startswith(DIRECTIVES):
             arguments += _lines(os.path.expanduser(line.split('=', 1)[1].strip()), chain + [(real, name)])
+        elif line in ('--flagfile', '-flagfile'):
+            raise UsageError('--flagfile %s: the line %r names no file; write --flagfile=FILE' % (name, line))
         elif line.startswith('-') and len(line.split('=', 1)[0].split()) > 1:
             raise UsageError('--flagfile %s: the line %r is not --flag=value; write %s=%s' % (
                 name, line, line.split()[0], line.split(None, 1)[1].strip()))

@@ -44,12 +44,15 @@ def test_an_indented_nested_flagfile_gets_the_chain_checks(tmp_path, kind):
     assert not (tmp_path / 'run').exists()
 
 
-def test_a_flag_file_line_with_a_space_for_its_equals_sign_is_named(tmp_path):
+@pytest.mark.parametrize('line,message', [
+    ('--depth 18', "the line '--depth 18' is not --flag=value; write --depth=18"),
+    ('  --flagfile other.flags', "the line '--flagfile other.flags' is not --flag=value; write --flagfile=other.flags"),
+    ('--flagfile', "the line '--flagfile' names no file; write --flagfile=FILE")])
+def test_a_flag_file_line_that_is_not_flag_equals_value_is_named(tmp_path, line, message):
     main = tmp_path / 'main.flags'
-    main.write_text('--depth 18\n')
+    main.write_text(line + '\n')
     result = run_cli('summary', '--flagfile', main, timeout=120)
-    assert only_line(result) == ("resnet_graph.summary: error: --flagfile %s: the line '--depth 18' is not "
-                                 "--flag=value; write --depth=18" % main)
+    assert only_line(result) == 'resnet_graph.summary: error: --flagfile %s: %s' % (main, message)
 
 
 # ---- 6: --helpfull -------------------------------------------------------------------------------------------------
