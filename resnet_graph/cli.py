@@ -3,7 +3,6 @@
 Bad input -> one line on stderr and exit code 2, never a traceback;
 Ctrl-C -> exit code 130.
 """
-import contextlib
 import importlib.abc
 import importlib.util
 import logging
@@ -13,6 +12,8 @@ import sys
 
 from absl import flags
 
+from resnet_graph import errors
+from resnet_graph import flagfiles
 from resnet_graph.errors import UsageError
 from resnet_graph.fastconv import cpu
 
@@ -25,20 +26,6 @@ USER_ALLOCATOR = os.environ.get(ALLOCATOR_VARIABLE)  # the user's own choice, No
 
 HELP_ARGUMENTS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
 LOG_VARIABLE = 'TF_CPP_MIN_LOG_LEVEL'
-
-
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Points file descriptor 2 at /dev/null for the block (C++ writes that Python cannot filter)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, 'w') as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
@@ -55,7 +42,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         loader_exec = spec.loader.exec_module
 
         def exec_module(module):
-            with _stderr_silenced():
+            with errors.stderr_silenced():
                 loader_exec(module)
         spec.loader.exec_module = exec_module
         return spec
@@ -85,22 +72,23 @@ def asks_for_help(argv):
 
 
 def usage(prog, full=False):
-    """The usage text: the command's docstring, then every flag with its default and meaning.
+    """The usage text: the command's docstring, then its flags with their defaults and meanings.
 
-    full adds absl's own flags (--flagfile, --logtostderr, ...).
+    full: every flag the command accepts, grouped by the module defining it, absl's own (--flagfile, --undefok)
+    included, as absl's --helpfull does.
     """
     main_module = sys.modules.get('__main__')
     doc = (getattr(main_module, '__doc__', None) or '').strip() or 'python -m %s [flags]' % prog
-    parts = [doc, '', 'flags:']
-    for module, module_flags in sorted(FLAGS.flags_by_module_dict().items()):
-        if not full and module.split('.')[0] == 'absl':
-            continue
-        for flag in sorted(module_flags, key=lambda f: f.name):
-            parts.append(_describe_flag(flag))
-    if full:
-        parts.append('  --flagfile: Read more flags from this file, one --flag=value a line. (default: none)')
-    else:
-        parts += ['', '--helpfull also lists absl\'s own flags (--flagfile reads flags from a file).']
+    groups = sorted(FLAGS.flags_by_module_dict().items())
+    if not full:
+        own = [flag for module, module_flags in groups if module.split('.')[0] != 'absl' for flag in module_flags]
+        return '\n'.join([doc, '', 'flags:'] + [_describe_flag(f) for f in sorted(own, key=lambda f: f.name)] + [
+            '', '--helpfull lists every flag, absl\'s own too (--flagfile reads flags from a file).'])
+    from absl.flags import _helpers  # --flagfile and --undefok, which FLAGS(argv) handles itself: absl keeps them here
+    special = [('absl.flags', list(_helpers.SPECIAL_FLAGS._flags().values()))]  # noqa: SLF001
+    parts = [doc]
+    for module, module_flags in groups + special:
+        parts += ['', module + ':'] + [_describe_flag(f) for f in sorted(set(module_flags), key=lambda f: f.name)]
     return '\n'.join(parts)
 
 
@@ -109,68 +97,6 @@ def _describe_flag(flag):
     default = flag.default_as_str if flag.default_as_str is not None else 'none'
     text = '  --%s%s: %s' % ('[no]' if flag.boolean else '', flag.name, ' '.join((flag.help or '').split()))
     return '%s (default: %s)' % (text, default)
-
-
-FLAGFILE_DIRECTIVES = ('--flagfile=', '-flagfile=')  # absl's forms inside a file (and --flagfile F on the line)
-MAX_FLAGFILE_BYTES = 1 << 20  # a file of --flag=value lines; more is not one (e.g. /dev/zero, a data file)
-
-
-def _flagfiles(args):
-    """The --flagfile names among command-line ``args`` (before a ``--``), as absl reads them."""
-    names, rest = [], list(args)
-    while rest:
-        arg = rest.pop(0)
-        if arg == '--':
-            break
-        if arg in ('--flagfile', '-flagfile'):
-            names += [os.path.expanduser(rest.pop(0))] if rest else []
-        elif arg.startswith(FLAGFILE_DIRECTIVES):
-            names.append(os.path.expanduser(arg.split('=', 1)[1].strip()))
-    return names
-
-
-def _read_flagfile(name):
-    """The text of flag file ``name`` (None: a pipe or socket, left to absl); UsageError saying why it is none."""
-    import stat
-    hint = '; give a text file of --flag=value lines'
-    try:
-        mode = os.stat(name).st_mode
-    except OSError as e:
-        raise UsageError('cannot read --flagfile %s: %s%s' % (name, e.strerror or e, hint))
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-        return None  # --flagfile <(...): reading it here would leave absl nothing
-    if not stat.S_ISREG(mode):
-        raise UsageError('--flagfile %s is %s, not a file%s' % (
-            name, 'a directory' if stat.S_ISDIR(mode) else 'a device', hint))
-    try:
-        with open(name, 'rb') as f:
-            data = f.read(MAX_FLAGFILE_BYTES + 1)
-    except OSError as e:
-        raise UsageError('cannot read --flagfile %s: %s%s' % (name, e.strerror or e, hint))
-    if len(data) > MAX_FLAGFILE_BYTES:
-        raise UsageError('--flagfile %s is over %d bytes: not a file of flags%s' % (name, MAX_FLAGFILE_BYTES, hint))
-    try:
-        return data.decode('utf-8')
-    except UnicodeDecodeError as e:
-        raise UsageError('--flagfile %s is not UTF-8 text (byte %d: %s)%s' % (name, e.start, e.reason, hint))
-
-
-def check_flagfiles(args):
-    """UsageError for the first --flagfile, nested ones included, that cannot be read as text or that includes
-    itself (absl would skip that line with a warning and run without the flags it meant)."""
-    def visit(name, chain):
-        if not name:
-            return  # absl ignores an empty name
-        real = os.path.realpath(name)
-        if real in [r for r, _ in chain]:
-            raise UsageError('--flagfile %s includes itself (%s); remove the circular --flagfile line'
-                             % (name, ' -> '.join([n for _, n in chain] + [name])))
-        text = _read_flagfile(name)
-        for line in (text or '').splitlines():
-            if line.startswith(FLAGFILE_DIRECTIVES):
-                visit(os.path.expanduser(line.split('=', 1)[1].strip()), chain + [(real, name)])
-    for name in _flagfiles(args):
-        visit(name, [])
 
 
 def parse_flags(prog, argv):
@@ -184,17 +110,31 @@ def parse_flags(prog, argv):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:
-        check_flagfiles(argv[1:])
-        return FLAGS(argv)[1:]
+        return FLAGS(argv[:1] + flagfiles.expand(argv[1:]))[1:]
     except UsageError as e:
         fail(prog, e)
     except flags.Error as e:
-        fail(prog, re.sub(r'^(ERROR:+\s*)+', '', str(e)))  # absl's own prefix, behind ours
-    except UnicodeDecodeError as e:
-        fail(prog, 'a --flagfile is not UTF-8 text (byte %d: %s); give a text file of --flag=value lines'
-             % (e.start, e.reason))
-    except OSError as e:
-        fail(prog, 'cannot read a --flagfile: %s' % (e.strerror or e))
+        fail(prog, flag_error(prog, e))
+
+
+def flag_error(prog, error):
+    """absl's flag error as our line: what the flag expects, and where the flags are described.
+
+    Args: prog: the command (resnet_graph.train); error: the absl.flags.Error.
+    Returns: the message, without absl's ERROR prefix or Python's conversion wording.
+    """
+    message = ' '.join(re.sub(r'^(ERROR:+\s*)+', '', str(error)).split())
+    match = re.match(r'flag --([^=\s]+)=(.*?): (.*)$', message)
+    flag = FLAGS[match.group(1)] if match and match.group(1) in FLAGS else None
+    if flag is not None:
+        name, value = match.group(1), match.group(2)
+        if isinstance(flag.parser, flags.IntegerParser) and 'invalid literal' in match.group(3):
+            message = '--%s=%s is not an integer: give a whole number' % (name, value)
+        elif isinstance(flag.parser, flags.FloatParser) and 'could not convert' in match.group(3):
+            message = '--%s=%s is not a number' % (name, value)
+        elif flag.boolean:
+            message = '--%s=%s is not true or false: give --%s or --no%s' % (name, value, name, name)
+    return '%s; see python -m %s --help' % (message, prog)
 
 
 def fail(prog, message):
@@ -205,14 +145,14 @@ def fail(prog, message):
 def run(prog, main, argv=None):
     """Parses the flags already defined, then calls ``main(args)`` (args: the positional arguments).
 
-    Quiets TensorFlow's C++ logging before it loads (unless TF_CPP_MIN_LOG_LEVEL
-    is set); --help, -h, --helpfull print the usage and exit 0. Exits with main's return value (0 when None), 2 on a ``UsageError``, a
-    flag error or a CPU setting of config.py that is not 'auto', 'on', 'off'
-    (or a bool), 130 on Ctrl-C. Selects TensorFlow's BFC CPU allocator first
-    where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC
-    is set.
+    Quiets TensorFlow's C++ logging before it loads (unless TF_CPP_MIN_LOG_LEVEL is set); --help, -h,
+    --helpfull print the usage and exit 0. Exits with main's return value (0 when None); 2 on a
+    ``UsageError``, a flag error, a CPU setting of config.py that is not 'auto', 'on', 'off' (or a bool), or
+    an allocation TensorFlow failed (one "out of memory" line); 130 on Ctrl-C. Selects TensorFlow's BFC CPU
+    allocator first where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC is set.
     """
     argv = sys.argv if argv is None else argv
+    errors.COMMAND[0] = prog  # warnings name the command, as errors do
     quiet_tensorflow()
     try:
         bfc = cpu.enabled('CPU_BFC_ALLOCATOR')
@@ -229,5 +169,23 @@ def run(prog, main, argv=None):
     except KeyboardInterrupt:
         print('%s: interrupted' % prog, file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        line = out_of_memory(e)
+        if line is None:
+            raise
+        fail(prog, 'out of memory: %s; lower --batch_size or --image_size, or give the process more memory (a run '
+             'resumes from its last checkpoint with the same command)' % line)
     sys.exit(code or 0)
 
+
+MEMORY_FAILURES = ('OOM when allocating', 'could not create a primitive', 'bad_alloc')  # TensorFlow's, oneDNN's
+
+
+def out_of_memory(error):
+    """The line of a TensorFlow error that says an allocation failed (past the memory estimate), else None."""
+    text = getattr(error, 'message', None) or str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if type(error).__name__ == 'ResourceExhaustedError' or any(m in text for m in MEMORY_FAILURES):
+        return next((line for line in lines if any(m in line for m in MEMORY_FAILURES)), lines[0] if lines else
+                    type(error).__name__)
+    return None

@@ -11,7 +11,7 @@ import json
 import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import require
+from resnet_graph.errors import require, require_directory
 from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS
@@ -21,7 +21,7 @@ def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     require(FLAGS.json or FLAGS.confusion is None, '--%sconfusion adds the confusion matrix to --json\'s document; '
             'add --json' % ('' if FLAGS.confusion else 'no'))
-    require(FLAGS.model_dir, '--model_dir is required: the run directory written by resnet_graph.train')
+    require_directory('model_dir', FLAGS.model_dir, 'the run directory written by resnet_graph.train')
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast
     if FLAGS.dataset is not None:
         from resnet_graph.data import SOURCES

@@ -20,7 +20,7 @@ import tempfile
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require
+from resnet_graph.errors import UsageError, require, require_directory
 from resnet_graph.training.run_dir import RunDir, atomic_write_bytes
 
 FLAGS = run_flags.FLAGS
@@ -112,7 +112,7 @@ def describe(tensors):
 
 def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
-    require(FLAGS.model_dir, '--model_dir is required: the run directory written by resnet_graph.train')
+    require_directory('model_dir', FLAGS.model_dir, 'the run directory written by resnet_graph.train')
     require(FLAGS.format, '--format is required: saved_model or frozen_graph')
     require(FLAGS.out, '--out is required: where to write the %s' % FLAGS.format)
     run_path = os.path.join(os.path.realpath(FLAGS.model_dir), '')

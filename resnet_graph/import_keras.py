@@ -22,7 +22,7 @@ import os
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require
+from resnet_graph.errors import UsageError, require, require_directory
 
 MODELS = {'resnet50': 50, 'resnet101': 101, 'resnet152': 152}
 IMAGENET_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/resnet/'
@@ -185,6 +185,7 @@ def write_run(cfg, weights):
 def main(args):
     FLAGS = run_flags.FLAGS
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    require_directory('model_dir', FLAGS.model_dir, 'where the run directory is written')
     require(FLAGS.weights, '--weights FILE is required: a .keras, .h5 or .weights.h5 file of keras.applications.%s'
             % FLAGS.model.replace('resnet', 'ResNet'))
     require(FLAGS.weights != 'imagenet', '--weights imagenet: resnet_graph does not download; get %s (keras.'
@@ -192,7 +193,6 @@ def main(args):
             '~/.keras/models/%s' % (IMAGENET_URL % FLAGS.model, FLAGS.model.replace('resnet', 'ResNet'),
                                     os.path.basename(IMAGENET_URL % FLAGS.model)))
     require_keras_file(FLAGS.weights)
-    require(FLAGS.model_dir, '--model_dir DIR is required: where the run directory is written')
     from resnet_graph.serving.imported import require_new_run
     require_new_run(FLAGS.model_dir)
     require(FLAGS.image_size >= 32, '--image_size must be at least 32, got %s' % FLAGS.image_size)

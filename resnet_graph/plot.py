@@ -11,7 +11,7 @@ import os
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require
+from resnet_graph.errors import UsageError, require, require_directory
 from resnet_graph.training.run_dir import RunDir, atomic_write_bytes
 
 FLAGS = run_flags.FLAGS
@@ -92,11 +92,11 @@ def draw(runs, out):
 
 def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
-    require(FLAGS.model_dir, '--model_dir is required: a run directory written by resnet_graph.train (repeat it '
-            'to compare runs)')
+    require_directory('model_dir', FLAGS.model_dir, 'a run directory written by resnet_graph.train (repeat '
+                      'the flag to compare runs)')
     require_matplotlib()
     for model_dir in FLAGS.model_dir:
-        run = RunDir(model_dir)
+        run = RunDir(model_dir, writable=False)
         run.require_config()
         require(event_files(run.join('train')) or event_files(run.join('eval')),
                 '%s has no event files in train/ or eval/ yet; train it first' % model_dir)

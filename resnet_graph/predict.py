@@ -15,7 +15,7 @@ import numpy as np
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import require
+from resnet_graph.errors import require, require_directory
 from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS
@@ -115,7 +115,7 @@ def predict_files(restored, paths, top_k, max_pixels=None):
 
 
 def main(paths):
-    require(FLAGS.model_dir, '--model_dir is required: the run directory written by resnet_graph.train')
+    require_directory('model_dir', FLAGS.model_dir, 'the run directory written by resnet_graph.train')
     require(paths, 'no files given: python -m resnet_graph.predict --model_dir DIR FILE...')
     require(FLAGS.top_k >= 1, '--top_k must be at least 1, got %d' % FLAGS.top_k)
     RunDir(FLAGS.model_dir).require_config()  # before TensorFlow loads: a wrong path fails fast

@@ -10,7 +10,7 @@ import signal
 import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require
+from resnet_graph.errors import UsageError, require, require_directory
 from resnet_graph.training.run_dir import RunDir, incompatible
 
 FLAGS = run_flags.FLAGS
@@ -109,6 +109,8 @@ def validate_finetune(cfg):
     require(not cfg.freeze_stages or cfg.variant not in ('legacy',) + variants.SLIM_VARIANTS, '--freeze_stages '
             'does not apply to --variant %s (its layers are not named by stage); fine-tune it without freezing'
             % cfg.variant)
+    require(not cfg.warm_start_from or cfg.warm_start_from.strip(), '--warm_start_from %r names no run directory '
+            'or checkpoint; give one, or leave the flag out' % cfg.warm_start_from)
     for flag in ('warm_start_exclude', 'freeze_stages'):
         require(cfg.warm_start_from or not getattr(cfg, flag), '--%s needs --warm_start_from (a trained run directory '
                 'or checkpoint)' % flag)
@@ -131,8 +133,8 @@ def resolve_config():
     Raises UsageError when they ask for another architecture than the saved run.
     """
     cfg = config.RunConfig.from_flags(FLAGS)
-    require(not (FLAGS['model_dir'].present and not cfg.model_dir.strip()),
-            "--model_dir '' names no directory; give a run directory, or leave the flag out for runs/resnet<depth>")
+    if FLAGS['model_dir'].present:
+        require_directory('model_dir', cfg.model_dir, 'a run directory, or leave the flag out for runs/resnet<depth>')
     cfg = cfg.replace(model_dir=cfg.model_dir or os.path.join('runs', 'resnet%d' % cfg.depth))
     if os.path.exists(cfg.model_dir) and not os.path.isdir(cfg.model_dir):
         raise UsageError('--model_dir %s exists and is not a directory' % cfg.model_dir)

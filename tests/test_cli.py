@@ -143,7 +143,7 @@ def test_a_signal_saves_and_the_same_command_finishes_the_run(signum, code, resu
 
 @pytest.mark.parametrize('module,args,message', [
     ('train', ['--depth', 7], '--depth 7 is not supported; valid depths: 18, 34, 50, 101, 152'),
-    ('train', ['--depth', 'abc'], "flag --depth=abc"),
+    ('train', ['--depth', 'abc'], '--depth=abc is not an integer'),
     ('train', ['--batch_size', 0], '--batch_size must be at least 1, got 0'),
     ('train', ['--learning_rate', -1], '--learning_rate must be positive, got -1.0'),
     ('train', ['--dataset', 'imagenet42'], "--dataset 'imagenet42' is unknown"),

@@ -214,9 +214,9 @@ def test_success_prints_no_tensorflow_warnings(trained, tmp_path, command, args)
     ('train', -3, '--batch_size must be at least 1, got -3'),
     ('benchmark', 0, '--batch_size must be at least 1, got 0'),
     ('benchmark', -1, '--batch_size must be at least 1, got -1'),
-    ('train', 'abc', "flag --batch_size=abc: invalid literal for int() with base 10: 'abc'"),
-    ('evaluate', 8, "Unknown command line flag 'batch_size'"),
-    ('predict', 8, "Unknown command line flag 'batch_size'"),
+    ('train', 'abc', '--batch_size=abc is not an integer: give a whole number; see python -m resnet_graph.train --help'),
+    ('evaluate', 8, "Unknown command line flag 'batch_size'; see python -m resnet_graph.evaluate --help"),
+    ('predict', 8, "Unknown command line flag 'batch_size'; see python -m resnet_graph.predict --help"),
 ])
 def test_a_batch_size_below_one_or_on_a_command_without_one_is_one_line(tmp_path, command, value, message):
     result = run_cli(command, '--batch_size', value, cwd=tmp_path, timeout=120)

@@ -37,6 +37,12 @@ def run_copy(trained, tmp_path):
     return path
 
 
+def warning_lines(stderr, command='train'):
+    """Our warnings on ``stderr``, each one line '<command>: warning: ...', without that prefix."""
+    prefix = 'resnet_graph.%s: warning: ' % command
+    return [line[len(prefix):] for line in stderr.splitlines() if line.startswith(prefix)]
+
+
 def loads(prefix):
     """Whether every tensor of checkpoint ``prefix`` reads."""
     try:
@@ -110,6 +116,8 @@ def test_a_truncated_data_file_is_skipped_by_every_command(run_copy, tmp_path):
     result = run_cli('evaluate', '--model_dir', run_copy, '--checkpoint', 'latest')
     assert result.returncode == 0, result.stderr
     assert 'model.ckpt-2' in result.stdout and str(damaged) in result.stderr
+    warning, = warning_lines(result.stderr, 'evaluate')
+    assert warning.startswith('skipping checkpoint %s: its index or data file is cut short' % damaged), warning
     exported = run_cli('export', '--model_dir', run_copy, '--checkpoint', 'latest', '--format', 'frozen_graph',
                        '--out', tmp_path / 'frozen.pb')
     assert exported.returncode == 0 and 'model.ckpt-2' in exported.stdout, exported.stderr
@@ -119,7 +127,8 @@ def test_a_truncated_data_file_is_skipped_by_every_command(run_copy, tmp_path):
     assert str(damaged) in one_error_line(warm) and not os.path.exists(tmp_path / 'warm')
     resumed = run_cli('train', '--model_dir', run_copy, '--max_steps', 6)
     assert resumed.returncode == 0, resumed.stderr
-    assert 'skipping' in resumed.stdout and str(damaged) in resumed.stdout
+    assert [line for line in warning_lines(resumed.stderr) if line.startswith('skipping checkpoint %s:' % damaged)]
+    assert 'skipping' not in resumed.stdout
     assert loads(run_copy / 'model.ckpt-6') and loads(run_copy / 'model.ckpt-2')
 
 
@@ -133,7 +142,8 @@ def test_a_damaged_or_missing_best_checkpoint_rebuilds_the_best_record(run_copy,
             truncate(path)
     result = run_cli('train', '--model_dir', run_copy, '--max_steps', 6)
     assert result.returncode == 0, result.stderr
-    assert 'rebuilding the best record' in result.stdout, result.stdout
+    assert any('rebuilding the best record' in line for line in warning_lines(result.stderr)), result.stderr
+    assert 'rebuilding' not in result.stdout
     best = json.loads((run_copy / 'best.json').read_text())
     assert loads(run_copy / 'best' / ('model.ckpt-%d' % best['step']))
     assert run_cli('evaluate', '--model_dir', run_copy).returncode == 0
@@ -147,7 +157,8 @@ def test_without_rolling_checkpoints_training_continues_from_best_and_says_so(ru
     best = json.loads((run_copy / 'best.json').read_text())
     result = run_cli('train', '--model_dir', run_copy, '--max_steps', 6)
     assert result.returncode == 0, result.stderr
-    assert 'no rolling checkpoint' in result.stdout and 'continuing from the best checkpoint' in result.stdout
+    line, = [line for line in warning_lines(result.stderr) if 'no rolling checkpoint' in line]
+    assert 'continuing from the best checkpoint' in line and 'no rolling checkpoint' not in result.stdout
     assert 'resuming from %s at step %d' % (run_copy / 'best' / ('model.ckpt-%d' % best['step']), best['step']) \
         in result.stdout
 
@@ -187,7 +198,7 @@ def test_orphaned_tempstate_files_are_removed_at_start(run_copy):
     result = run_cli('train', '--model_dir', run_copy, '--max_steps', 6)
     assert result.returncode == 0, result.stderr
     assert not any(p.exists() for p in orphans)
-    assert 'removed 4 temporary files' in result.stdout
+    assert any(line.startswith('removed 4 temporary files') for line in warning_lines(result.stderr)), result.stderr
 
 
 def test_a_full_disk_names_the_path_and_the_bytes_needed(tmp_path, monkeypatch):
@@ -285,8 +296,9 @@ def test_a_damaged_best_record_is_named_and_rebuilt(run_copy, content, field):
     path.write_text(content)
     result = run_cli('train', '--model_dir', run_copy, '--max_steps', 6)
     assert result.returncode == 0, result.stderr
-    line, = [line for line in result.stdout.splitlines() if str(path) in line]
+    line, = [line for line in warning_lines(result.stderr) if str(path) in line]
     assert field in line and 'rebuilding the best record' in line, line
+    assert str(path) not in result.stdout
     best = json.loads(path.read_text())
     assert 0 <= best['validation_accuracy'] <= 1 and loads(run_copy / 'best' / ('model.ckpt-%d' % best['step']))
 

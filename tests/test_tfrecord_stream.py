@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow  # several-epoch streamed training runs
 SIZE = 8
 NUM_TRAIN = 12  # records in train-00000-of-00001
 BAD = {3: 'corrupt', 8: 'truncated'}  # record number -> what is wrong with its image/encoded bytes
-REASON = {3: 'Invalid PNG. Failed to initialize decoder.',  # what TensorFlow's decoder says of each
-          8: 'jpeg::Uncompress failed. Invalid JPEG data or crop window.'}
+REASON = {3: 'Invalid PNG. Failed to initialize decoder.',  # the decoder's words for each, as our line gives them
+          8: 'cut short or damaged: Invalid JPEG data or crop window.'}
 TRAIN_FILE = 'train-00000-of-00001'
 
 

@@ -16,12 +16,11 @@ with ``strict`` every image is decoded once at load and a corrupt one is an erro
 """
 import csv
 import os
-import sys
 import threading
 
 import numpy as np
 
-from resnet_graph.errors import UsageError
+from resnet_graph.errors import UsageError, stderr_silenced, warn
 from resnet_graph.data import images as image_bounds
 from resnet_graph.data.source import Source, stratified_split
 
@@ -45,7 +44,8 @@ class ImageDecoder(object):
         self.errors = (tf.errors.OpError,)
 
     def __call__(self, data):
-        return self._session.run(self._out, {self._bytes: data})
+        with stderr_silenced():  # libjpeg's own line for a damaged JPEG: the caller says what was wrong
+            return self._session.run(self._out, {self._bytes: data})
 
 
 class FileSource(Source):
@@ -123,18 +123,17 @@ class FileSource(Source):
                 if i in self.skipped:
                     continue
                 self.skipped.add(i)  # one at a time, so each line counts the images skipped up to it
-                print('resnet_graph: warning: skipped corrupt image %s (%d skipped so far; --strict_data makes this '
-                      'an error)' % (self.paths[i], len(self.skipped)), file=sys.stderr, flush=True)
+                warn('skipped corrupt image %s (%d skipped so far; --strict_data makes this an error)'
+                     % (self.paths[i], len(self.skipped)))
 
 
 def _reason(error):
     """The decoder's own words in an OSError or a TensorFlow error ('Invalid PNG. Failed to initialize decoder.'),
     not the 'Graph execution error:' and stack that TensorFlow puts around them."""
     lines = [line for line in str(getattr(error, 'message', error)).splitlines() if line.strip()]
-    for k, line in enumerate(lines[1:], 1):
-        if line.startswith('\t [[{{node'):
-            return lines[k - 1].strip()
-    return lines[0] if lines else type(error).__name__
+    reason = next((lines[k - 1].strip() for k, line in enumerate(lines[1:], 1) if line.startswith('\t [[{{node')),
+                  lines[0] if lines else type(error).__name__)
+    return reason.replace('jpeg::Uncompress failed. ', 'cut short or damaged: ')  # the C++ function's name says nothing
 
 
 def _carve(labels, splits, fraction, seed):

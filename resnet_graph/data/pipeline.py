@@ -4,6 +4,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from resnet_graph.errors import stderr_silenced
 from resnet_graph.data import augment as augment_lib
 
 v1 = tf.compat.v1
@@ -164,7 +165,8 @@ class Preprocessor(object):
 
         Raises tf.errors.InvalidArgumentError when the bytes are not an image.
         """
-        return self._session.run(self._decoded, {self._bytes: data})
+        with stderr_silenced():  # libjpeg's own line for a damaged JPEG: the caller says what was wrong
+            return self._session.run(self._decoded, {self._bytes: data})
 
     def close(self):
         self._session.close()

@@ -228,7 +228,7 @@ def _save_locked(sess, saver, cfg, who):
     from resnet_graph.training.run_dir import RunDir
     run = RunDir(cfg.model_dir)
     require_new_run(run.path)
-    with lifecycle.hold(run, print, who=who):
+    with lifecycle.hold(run, who=who):
         require(not run.has_checkpoint_files(), '--model_dir %s already holds a run; choose a new directory'
                 % run.path)  # again under the lock: another writer may have finished meanwhile
         staging = tempfile.mkdtemp(prefix='.tmp-import-', dir=run.path)

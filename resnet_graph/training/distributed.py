@@ -35,6 +35,7 @@ import time
 
 import tensorflow as tf
 
+from resnet_graph.errors import warn
 from resnet_graph.training import towers
 from resnet_graph.training.trainer import Trainer, TrainingError
 
@@ -241,8 +242,8 @@ class ClusterTrainer(Trainer):
             except tf.errors.DeadlineExceededError:
                 pass
         if missing:
-            self.log('%d worker(s) did not report the end of the run within %.0f s; finishing without them'
-                     % (missing, WAIT_FOR_WORKERS_SECS))
+            warn('%d worker(s) did not report the end of the run within %.0f s; finishing without them'
+                 % (missing, WAIT_FOR_WORKERS_SECS))
 
     # -- a worker ------------------------------------------------------------------------
 

@@ -84,19 +84,18 @@ def remove_orphans(run):
 
 
 @contextlib.contextmanager
-def hold(run, log, who='train'):
+def hold(run, who='train'):
     """Holds ``run``'s lock for the block; cleans leftovers first; undoes a first start that failed.
 
-    Args: run: RunDir; log: print-like, also used for the lines about damaged files; who: the command holding
-    it (train, import_keras, import_checkpoint), named to a second writer.
+    Args: run: RunDir (its ``warn`` says what was cleaned); who: the command holding it (train, import_keras,
+    import_checkpoint), named to a second writer.
     """
     created = not os.path.isdir(run.path)
     handle = _acquire(run.path, who)
-    run.warn = log
     try:
         count, size = remove_orphans(run)
         if count:
-            log('removed %d temporary files (%d bytes) left by saves that were killed' % (count, size))
+            run.warn('removed %d temporary files (%d bytes) left by saves that were killed' % (count, size))
         yield
     except BaseException:
         if created and not run.has_checkpoint_files():
@@ -106,8 +105,9 @@ def hold(run, log, who='train'):
         handle.close()
 
 
-def resume_point(run, log):
-    """The checkpoint a run resumes from: the newest rolling one that really loads, else best/ (None: fresh).
+def resume_point(run):
+    """The checkpoint a run resumes from: the newest rolling one that really loads, else best/ (None: fresh);
+    ``run.warn`` says when it is not the newest rolling checkpoint.
 
     best/ holds every variable too (optimizer slots, global step), so when no
     rolling checkpoint is left, continuing from it loses the least.
@@ -115,11 +115,11 @@ def resume_point(run, log):
     latest = run.latest_checkpoint()
     best = None if latest else run.best_checkpoint()
     if best:
-        log('no rolling checkpoint in %s; continuing from the best checkpoint %s (step %d), the newest '
+        run.warn('no rolling checkpoint in %s; continuing from the best checkpoint %s (step %d), the newest '
             'state saved' % (run.path, best, run.step_of(best)))
         return best
     if latest is None and os.path.exists(run.join('best.json')):
-        log('no loadable checkpoint in %s or %s; training starts again from step 0' % (run.path, run.best_dir))
+        run.warn('no loadable checkpoint in %s or %s; training starts again from step 0' % (run.path, run.best_dir))
     return latest
 
 

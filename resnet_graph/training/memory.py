@@ -10,6 +10,8 @@ backward pass's gradient buffers, and the input pipeline's batches in flight.
 Validation runs batches of ``config.EVAL_BATCH_SIZE`` without the backward pass.
 """
 import os
+import resource
+import sys
 
 import config
 from resnet_graph.errors import UsageError
@@ -100,11 +102,52 @@ CGROUP_FILES = (('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory.current', '
                  '/sys/fs/cgroup/memory/memory.stat', 'total_inactive_file'))
 
 
+# Address space TensorFlow maps that no tensor accounts for: ``import tensorflow`` (its shared libraries), and
+# a session before its first step (thread pools, their stacks and malloc arenas, graph optimisation passes).
+# Under ``ulimit -v`` it counts as memory; a virtual size is far above the resident one with TensorFlow.
+TENSORFLOW_IMPORT_MAPPED = 3 << 29
+SESSION_MAPPED = 1 << 30
+ALLOCATOR_MAPPED = 2  # its allocator extends its pool by regions that double: up to twice the bytes it holds
+
+
 def available_bytes():
-    """The memory this process can still take, in bytes: MemAvailable of /proc/meminfo (else sysconf), or less
-    where a memory cgroup's limit leaves less; None if unknown."""
-    room = [n for n in (_meminfo_available(), _cgroup_room()) if n is not None]
-    return min(room) if room else None
+    """The memory this process can still take, in bytes: the least of MemAvailable of /proc/meminfo (else
+    sysconf), a memory cgroup's room and the address space ``ulimit -v`` leaves; None if unknown."""
+    room = limit()
+    return room[0] if room else None
+
+
+def limit():
+    """(bytes, phrase) of the tightest memory limit, the phrase naming it for a refusal; None if none is known."""
+    limits = [(n, phrase) for n, phrase in (
+        (_meminfo_available(), 'this machine has %s available'),
+        (_cgroup_room(), "the container's memory limit (its memory cgroup) leaves %s available"),
+        (_address_space_room(), 'the address-space limit (ulimit -v) leaves room for %%s of tensors (TensorFlow '
+         'maps %s itself, and up to %d times the tensors it holds)' % (gib(tensorflow_mapped()), ALLOCATOR_MAPPED)))
+        if n is not None]
+    return min(limits, key=lambda item: item[0]) if limits else None
+
+
+def tensorflow_mapped():
+    """Bytes of address space this process will have mapped before a step's first tensor: what it maps now,
+    TensorFlow's libraries when not yet imported, and a session's own."""
+    try:
+        with open('/proc/self/status') as f:
+            mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmSize:'))
+    except (OSError, ValueError, IndexError, StopIteration):
+        mapped = 0
+    return mapped + (0 if 'tensorflow' in sys.modules else TENSORFLOW_IMPORT_MAPPED) + SESSION_MAPPED
+
+
+def _address_space_room():
+    """Bytes of tensors ``ulimit -v`` (RLIMIT_AS) leaves room for beside what TensorFlow maps; None: unlimited."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(soft - tensorflow_mapped(), 0) // ALLOCATOR_MAPPED
 
 
 def _meminfo_available():
@@ -144,10 +187,11 @@ def check(cfg, channels=3, num_classes=10, available=None, training=True, batch_
 
     training: as for ``estimate``. batch_flag: the command has a --batch_size (else one image is the pass).
     """
-    available = available_bytes() if available is None else available
+    available, phrase = (available, 'this machine has %s available') if available is not None else (
+        limit() or (None, None))
     parts = estimate(cfg, channels, num_classes, training)
     needed = sum(parts)
-    if available and needed > available:
+    if available is not None and needed > available:
         fits = largest_batch(cfg, channels, num_classes, available, training) if batch_flag else 0
         if parts[1] > available:  # no batch or image size helps
             advice = 'the weights alone do not fit: a smaller --depth or fewer classes'
@@ -155,12 +199,14 @@ def check(cfg, channels=3, num_classes=10, available=None, training=True, batch_
             advice = 'lower --batch_size (%d fits) or --image_size' % fits
         else:
             advice = 'lower --image_size' + (' (no --batch_size fits at this size)' if batch_flag else '')
+        if 'ulimit' in phrase:
+            advice = 'raise ulimit -v, or ' + advice.replace('the weights alone do not fit: ', '')
         raise UsageError('%s of depth %d, %s, --image_size %d needs at least %s (activations %s, weights%s %s, input '
-                         'batches %s) and this machine has %s available; %s'
+                         'batches %s) and %s; %s'
                          % ('a training step' if training else 'an inference pass', cfg.depth, '--batch_size %d'
                             % cfg.batch_size if batch_flag else 'one image', cfg.image_size, gib(needed),
                             gib(parts[0]), ' with gradients and optimizer slots' if training else '', gib(parts[1]),
-                            gib(parts[2]), gib(available), advice))
+                            gib(parts[2]), phrase % gib(available), advice))
     return needed
 
 

@@ -13,8 +13,9 @@ import glob
 import json
 import os
 import re
-import sys
 import tempfile
+
+from resnet_graph import errors
 
 CONFIG = 'config.json'
 BEST = 'best.json'
@@ -107,10 +108,6 @@ def _read_every_tensor(prefix):
     return None
 
 
-def _warn_stderr(line):
-    print('warning: %s' % line, file=sys.stderr, flush=True)
-
-
 class RunDir(object):
     """Paths and records of one run directory."""
 
@@ -119,7 +116,7 @@ class RunDir(object):
         warn: a print-like function for the lines about damaged files (default: stderr)."""
         self.path = path
         self.writable = writable
-        self.warn = warn or _warn_stderr
+        self.warn = warn or errors.warn
         self._warned = set()
 
     def warn_once(self, line):

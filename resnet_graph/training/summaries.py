@@ -8,9 +8,14 @@ text at step 0 and, with --trace_step, a Chrome trace of one step. eval/ adds
 a confusion-matrix image at each evaluation.
 """
 import json
+import logging
+import os
+import threading
 
 import numpy as np
 import tensorflow as tf
+
+from resnet_graph.errors import UsageError
 
 v1 = tf.compat.v1
 
@@ -82,3 +87,75 @@ def write_trace(run_metadata, path):
     from tensorflow.python.client import timeline  # the TF1 profiler's only public home
     with open(path, 'w') as f:
         f.write(timeline.Timeline(run_metadata.step_stats).generate_chrome_trace_format())
+
+
+class EventWriteError(UsageError):
+    """An event file that cannot be written (a full disk, its directory removed): one line naming it and why."""
+
+
+WRITER_THREAD = 'EventLoggerThread'  # the name of TensorFlow's event writing thread
+
+
+def _quiet_writer_thread():
+    """Stops TensorFlow's event writing thread from printing its traceback and log line when a write fails: the
+    failure reaches EventWriter's next call, which says it in one line."""
+    if getattr(threading.excepthook, 'quiet_event_writer', False):
+        return
+    previous = threading.excepthook
+
+    def hook(args):
+        if args.thread is None or args.thread.name != WRITER_THREAD:
+            previous(args)
+    hook.quiet_event_writer = True
+    threading.excepthook = hook
+    logging.getLogger('tensorflow').addFilter(
+        lambda record: not record.getMessage().startswith('EventFileWriter writer thread error'))
+
+
+class EventWriter(object):
+    """v1.summary.FileWriter whose failures are an EventWriteError, once: a write that fails, or an event file
+    that disappeared (its directory removed), where TensorFlow would print a thread's traceback or drop the
+    events silently. After a failure the writer writes nothing more."""
+
+    def __init__(self, logdir, graph=None):
+        _quiet_writer_thread()
+        self.logdir, self.failed = logdir, False
+        self._writer = self._call(lambda: v1.summary.FileWriter(logdir, graph))
+        name = getattr(getattr(self._writer.event_writer, '_ev_writer', None), 'FileName', lambda: '')()
+        self.path = (name.decode() if isinstance(name, bytes) else name) or None  # None: nothing to watch
+
+    def _call(self, write):
+        """Runs ``write``; any failure becomes EventWriteError naming the file and the cause."""
+        if self.failed:
+            return None
+        try:
+            result = write()
+        except Exception as e:  # OpError, OSError, or IndexError ('File too large'): whatever the writer raised
+            self.failed = True
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            cause = getattr(e, 'strerror', None) or (lines[0].split('; ')[-1] if lines else type(e).__name__)
+            raise EventWriteError('cannot write the event file %s: %s; free space or fix the directory'
+                                  % (getattr(self, 'path', None) or self.logdir, cause))
+        if getattr(self, 'path', None) and not os.path.exists(self.path):
+            self.failed = True
+            raise EventWriteError('cannot write the event file %s: it was removed (its directory too?); keep the run '
+                                  'directory whole while training' % self.path)
+        return result
+
+    def add_summary(self, summary, step):
+        self._call(lambda: self._writer.add_summary(summary, step))
+
+    def add_run_metadata(self, metadata, tag, step):
+        self._call(lambda: self._writer.add_run_metadata(metadata, tag, step))
+
+    def flush(self):
+        self._call(self._writer.flush)
+
+    def close(self):
+        """Flushes and closes the file; after a failure, closes without writing."""
+        if self.failed:
+            return
+        self._call(self._writer.close)
+
+    def get_logdir(self):
+        return self.logdir

@@ -185,19 +185,21 @@ class Trainer(object):
         best record), test (metrics of the best checkpoint; absent when stopped).
         Raises TrainingError when training cannot go on, UsageError when another trainer holds the directory.
         """
-        with lifecycle.hold(self.run, self.log):
+        with lifecycle.hold(self.run):
             return self._train()
 
     def _rebuild_best(self, sess, step, writer, best):
         """A resumed run whose best record is missing or damaged: evaluates the restored checkpoint as the best."""
         if best is None and step > 0:
-            self.log('no valid best record: rebuilding the best record from the checkpoint of step %d' % step)
+            if not os.path.exists(self.run.join('best.json')):  # a damaged one: RunDir.load_best warned
+                self.log('no best record yet (stopped before a validation): validating the checkpoint of step %d'
+                         % step)
             best = self._validate(sess, step, writer, None)
         return best
 
     def _train(self):
         cfg, run = self.cfg, self.run
-        latest = lifecycle.resume_point(run, self.log)
+        latest = lifecycle.resume_point(run)
         start = int(tf.train.load_variable(latest, 'global_step')) if latest else 0
         self.warm_start_from = '' if latest else cfg.warm_start_from  # a resumed run restores its own
         try:  # built before the run directory is written, so a bad warm start leaves nothing behind
@@ -217,8 +219,8 @@ class Trainer(object):
             self.log(line)
         with graph.as_default(), self._session(graph) as sess, _StopOnSignal() as stop:
             self._restore_or_init(sess, latest)
-            train_writer = v1.summary.FileWriter(run.join('train'), graph if start == 0 else None)
-            eval_writer = v1.summary.FileWriter(run.join('eval'))
+            train_writer = summaries.EventWriter(run.join('train'), graph if start == 0 else None)
+            eval_writer = summaries.EventWriter(run.join('eval'))
             if start == 0:
                 train_writer.add_summary(sess.run(self.config_op), 0)
             best = self._rebuild_best(sess, start, eval_writer, best)
@@ -231,8 +233,8 @@ class Trainer(object):
                 for writer in (train_writer, eval_writer):
                     try:
                         writer.close()
-                    except Exception as e:  # a failed event write must not hide why training stopped
-                        self.log('could not finish the event file in %s: %s' % (writer.get_logdir(), e))
+                    except summaries.EventWriteError as e:  # must not hide why training stopped
+                        self.run.warn(e)
             if stop.received:
                 path = self._save(self.saver, sess, run.checkpoint_prefix, step)
                 self.log('stopped by signal %d at step %d: saved %s; run the same command to resume (events: '
@@ -304,8 +306,9 @@ class Trainer(object):
         """Runs once after the last step of the loop."""
 
     def _stop_on_bad_data(self, sess, error):
-        """A record the data source refused mid-run (--strict_data, a batch with no readable image): saves the
-        steps trained so far and raises TrainingError with the source's line. Returns for any other error."""
+        """A record the data source refused mid-run (--strict_data, a batch with no readable image) or an event
+        file that cannot be written (a UsageError too): saves the steps trained so far and raises TrainingError
+        with the line. Returns for any other error."""
         message = str(error) if isinstance(error, UsageError) else getattr(self.loader.source, 'stream_error', None)
         if not message:
             return
