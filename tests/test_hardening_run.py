@@ -358,3 +358,22 @@ def test_each_file_truncated_in_turn(run_copy, target):
             assert target == 'config.json' and 'config.json' in result.stderr
     assert results[0].returncode == 0 or target == 'config.json'
     assert all(loads(p) for p in good if '/best/' not in p), good  # no good rolling checkpoint deleted
+
+
+@pytest.mark.slow
+def test_a_damaged_best_record_keeps_the_best_checkpoint_that_loads(run_copy):
+    # best/ holds step 2 (older than the newest rolling checkpoint, 4): a damaged best.json must not replace it.
+    best_dir = run_copy / 'best'
+    shutil.rmtree(str(best_dir))
+    best_dir.mkdir()
+    for path in glob.glob(str(run_copy / 'model.ckpt-2.*')):
+        shutil.copy(path, str(best_dir))
+    tf.compat.v1.train.update_checkpoint_state(str(best_dir), str(best_dir / 'model.ckpt-2'))
+    (run_copy / 'best.json').write_text('{"step": ')
+    result = run_cli('train', '--model_dir', run_copy, '--max_steps', 4)
+    assert result.returncode == 0, result.stderr
+    assert 'best record rebuilt from %s' % (best_dir / 'model.ckpt-2') in result.stdout, result.stdout
+    best = json.loads((run_copy / 'best.json').read_text())
+    assert best['step'] == 2 and best['checkpoint'] == str(best_dir / 'model.ckpt-2')
+    assert loads(best_dir / 'model.ckpt-2') and 'best validation accuracy %.4f at step 2' % best[
+        'validation_accuracy'] in result.stdout

@@ -177,7 +177,7 @@ class RunDir(object):
         except UsageError as e:
             problem = str(e)
         if problem:
-            self.warn_once('%s; rebuilding the best record from the newest good checkpoint' % problem)
+            self.warn_once('%s; rebuilding the best record (from best/ when its checkpoint loads)' % problem)
             return None
         return record
 

@@ -188,14 +188,24 @@ class Trainer(object):
         with lifecycle.hold(self.run):
             return self._train()
 
-    def _rebuild_best(self, sess, step, writer, best):
-        """A resumed run whose best record is missing or damaged: evaluates the restored checkpoint as the best."""
-        if best is None and step > 0:
-            if not os.path.exists(self.run.join('best.json')):  # a damaged one: RunDir.load_best warned
-                self.log('no best record yet (stopped before a validation): validating the checkpoint of step %d'
-                         % step)
-            best = self._validate(sess, step, writer, None)
-        return best
+    def _rebuild_best(self, sess, step, writer, best, latest):
+        """A resumed run whose best record is missing or damaged: a best/ checkpoint that loads is evaluated and
+        kept as the best (it may beat the newer rolling ones); without one, the restored checkpoint becomes it."""
+        if best is not None or step == 0:
+            return best
+        kept = self.run.best_checkpoint()
+        if kept and self.run.step_of(kept):
+            self.best_saver.restore(sess, kept)
+            metrics = evaluate_ids(sess, self.model, self.loader, self.loader.validation_ids)
+            best = dict(step=self.run.step_of(kept), validation_accuracy=metrics['accuracy'],
+                        validation_loss=metrics['loss'], checkpoint=kept, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+            self.run.save_best(best)
+            self.log('best record rebuilt from %s: validation accuracy %.4f' % (kept, metrics['accuracy']))
+            self.saver.restore(sess, latest)  # training goes on from the newest checkpoint
+            return best
+        if not os.path.exists(self.run.join('best.json')):  # a damaged one: RunDir.load_best warned
+            self.log('no best record yet (stopped before a validation): validating the checkpoint of step %d' % step)
+        return self._validate(sess, step, writer, None)
 
     def _train(self):
         cfg, run = self.cfg, self.run
@@ -223,7 +233,7 @@ class Trainer(object):
             eval_writer = summaries.EventWriter(run.join('eval'))
             if start == 0:
                 train_writer.add_summary(sess.run(self.config_op), 0)
-            best = self._rebuild_best(sess, start, eval_writer, best)
+            best = self._rebuild_best(sess, start, eval_writer, best, latest)
             try:
                 step, best = self._loop(sess, start, best, train_writer, eval_writer, stop)
             except (tf.errors.OpError, UsageError) as e:
