@@ -224,6 +224,8 @@ def main(args):
             from resnet_graph.training import distributed
             trainer = distributed.trainer(cfg, spec, log=log)
         result = trainer.train()
+    except BrokenPipeError:
+        raise  # stdout closed (`| head`): cli.run ends quietly; not the run directory's failure
     except OSError as e:
         raise UsageError('cannot write the run directory %s: %s' % (cfg.model_dir, e.strerror or e))
     except TrainingError as e:

@@ -80,7 +80,7 @@ def test_undefok_that_helpfull_lists_works():
     ('train', []), ('plot', []), ('evaluate', []), ('predict', ['x.png']),
     ('export', ['--format', 'saved_model', '--out', 'm']),
     ('import_keras', ['--model', 'resnet50', '--weights', 'w.h5']),
-    ('import_checkpoint', ['--variant', 'slim_v1', '--checkpoint', 'c'])])
+    ('import_checkpoint', ['--variant', 'slim_v1', '--checkpoint', 'c']), ('summary', [])])
 def test_an_empty_model_dir_is_the_same_refusal_on_every_command(tmp_path, command, args):
     result = run_cli(command, '--model_dir=', *args, cwd=tmp_path, timeout=120)
     assert only_line(result).startswith("resnet_graph.%s: error: --model_dir '' names no directory; give " % command)
