@@ -24,9 +24,9 @@ def require_finite(cfg):
     for name in config.TRAIN:
         value = getattr(cfg, name)
         values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            require(not isinstance(v, float) or math.isfinite(v), '--%s must be a finite number, got %s'
-                    % (name, value if v is value else ','.join('%g' % x for x in values)))
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise UsageError('--%s must be a finite number, got %s'
+                             % (name, ','.join('%g' % x for x in values) if values is value else value))
 
 
 def validate(cfg):
