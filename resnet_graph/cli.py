@@ -1,7 +1,7 @@
 """What every command line shares: flag parsing and the exit-code contract.
 
 Bad input -> one line on stderr and exit code 2, never a traceback;
-Ctrl-C -> exit code 130.
+Ctrl-C -> exit code 130; a stdout closed early (`| head`) -> exit code 0, quietly.
 """
 import importlib.abc
 import importlib.util
@@ -107,7 +107,7 @@ def parse_flags(prog, argv):
         try:
             print(usage(prog, full=asked == '--helpfull'), flush=True)
         except BrokenPipeError:  # `--help | head`: the reader has what it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            stdout_closed()
         sys.exit(0)
     try:
         return FLAGS(argv[:1] + flagfiles.expand(argv[1:]))[1:]
@@ -115,6 +115,12 @@ def parse_flags(prog, argv):
         fail(prog, e)
     except flags.Error as e:
         fail(prog, flag_error(prog, e))
+
+
+def stdout_closed():
+    """Points stdout at the null device: the reader (`| head`) has gone, and what is left unwritten (Python's
+    flush at exit included) must not end in a BrokenPipeError traceback."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def flag_error(prog, error):
@@ -164,6 +170,10 @@ def run(prog, main, argv=None):
     args = parse_flags(prog, argv)
     try:
         code = main(args)
+        sys.stdout.flush()  # a closed pipe shows here rather than in Python's flush at exit
+    except BrokenPipeError:  # `| head`: the reader has what it wanted; end quietly, as --help does
+        stdout_closed()
+        code = 0
     except UsageError as e:
         fail(prog, e)
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ import re
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.nets import variants
-from resnet_graph.errors import UsageError, require
+from resnet_graph.errors import UsageError, require, require_directory
 
 FLAGS = run_flags.FLAGS
 # The legacy variant's names -> the rows of the table.
@@ -149,6 +149,9 @@ def network_of_run(model_dir):
 
 def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
+    if FLAGS['model_dir'].present:  # optional, but an empty or blank value names no run (as in every command)
+        require_directory('model_dir', FLAGS.model_dir, 'the run directory written by resnet_graph.train or an '
+                          'import command')
     depth, image_size, channels, num_classes, options, title = (
         network_of_run(FLAGS.model_dir) if FLAGS.model_dir else network_of_flags())
     summary = summarize(depth, image_size, channels, num_classes, **options)

@@ -3,6 +3,7 @@
 Running the same command again on the same --model_dir resumes; flags not
 given on the command line keep the run's saved values.
 """
+import math
 import os
 import re
 import signal
@@ -14,10 +15,23 @@ from resnet_graph.errors import UsageError, require, require_directory
 from resnet_graph.training.run_dir import RunDir, incompatible
 
 FLAGS = run_flags.FLAGS
+SEED_MAX = 2 ** 32 - 1  # numpy's seeds are 32-bit: a larger one is its traceback
+
+
+def require_finite(cfg):
+    """Raises UsageError naming the first float value of ``cfg`` (a config.RunConfig; a float or a list of them),
+    among the train flags, that is NaN or infinite: no range check below may see one."""
+    for name in config.TRAIN:
+        value = getattr(cfg, name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise UsageError('--%s must be a finite number, got %s'
+                             % (name, ','.join('%g' % x for x in values) if values is value else value))
 
 
 def validate(cfg):
     """Raises UsageError for the first value of ``cfg`` (a config.RunConfig) out of range."""
+    require_finite(cfg)
     for name in config.TRAIN:  # a saved config.json can hold what an enum flag would refuse
         choices = getattr(FLAGS[name].parser, 'enum_values', None) if name in FLAGS else None
         require(not choices or getattr(cfg, name) in choices, '--%s must be one of %s, got %r'
@@ -29,6 +43,9 @@ def validate(cfg):
                       ('log_every', 1), ('max_to_keep', 1), ('learning_decay_steps', 1), ('seed', 0),
                       ('histogram_every', 0), ('trace_step', -1)):
         require(getattr(cfg, name) >= low, '--%s must be at least %d, got %s' % (name, low, getattr(cfg, name)))
+    for name in ('seed', 'split_seed'):
+        value = getattr(cfg, name)
+        require(0 <= value <= SEED_MAX, '--%s must be at least 0 and at most %d, got %s' % (name, SEED_MAX, value))
     require(cfg.learning_rate > 0, '--learning_rate must be positive, got %s' % cfg.learning_rate)
     require(0 < cfg.learning_decay_rate <= 1, '--learning_decay_rate must be in (0, 1], got %s'
             % cfg.learning_decay_rate)
@@ -207,6 +224,8 @@ def main(args):
             from resnet_graph.training import distributed
             trainer = distributed.trainer(cfg, spec, log=log)
         result = trainer.train()
+    except BrokenPipeError:
+        raise  # stdout closed (`| head`): cli.run ends quietly; not the run directory's failure
     except OSError as e:
         raise UsageError('cannot write the run directory %s: %s' % (cfg.model_dir, e.strerror or e))
     except TrainingError as e:

@@ -80,7 +80,7 @@ def test_undefok_that_helpfull_lists_works():
     ('train', []), ('plot', []), ('evaluate', []), ('predict', ['x.png']),
     ('export', ['--format', 'saved_model', '--out', 'm']),
     ('import_keras', ['--model', 'resnet50', '--weights', 'w.h5']),
-    ('import_checkpoint', ['--variant', 'slim_v1', '--checkpoint', 'c'])])
+    ('import_checkpoint', ['--variant', 'slim_v1', '--checkpoint', 'c']), ('summary', [])])
 def test_an_empty_model_dir_is_the_same_refusal_on_every_command(tmp_path, command, args):
     result = run_cli(command, '--model_dir=', *args, cwd=tmp_path, timeout=120)
     assert only_line(result).startswith("resnet_graph.%s: error: --model_dir '' names no directory; give " % command)
@@ -283,3 +283,57 @@ def test_an_allocation_that_fails_past_the_estimate_is_one_line():
                            'shape[1099511627776] and type float on ') and line.endswith(
         '; lower --batch_size or --image_size, or give the process more memory (a run resumes from its last '
         'checkpoint with the same command)'), line
+
+
+# ---- f20: seeds past 32 bits, infinite float flags, summary's empty --model_dir, a closed stdout ------------------
+
+@pytest.mark.parametrize('flag,value', [('seed', '4294967296'), ('seed', '99999999999999999999'),
+                                        ('split_seed', '4294967296')])
+def test_a_seed_past_32_bits_is_one_line_and_writes_nothing(tmp_path, flag, value):
+    run = tmp_path / 'run'
+    result = run_cli('train', *SMALL, '--max_steps', '1', '--model_dir', run, '--%s' % flag, value, timeout=120)
+    assert only_line(result) == ('resnet_graph.train: error: --%s must be at least 0 and at most 4294967295, got %s'
+                                 % (flag, value))
+    assert not run.exists()
+
+
+@pytest.mark.parametrize('flag,value', [('learning_rate', 'inf'), ('weight_decay', 'inf'), ('momentum', '-inf'),
+                                        ('width_multiplier', 'inf'), ('lr_values', '0.1,inf'),
+                                        ('boundaries_epochs', 'nan')])
+def test_a_float_flag_that_is_not_finite_is_one_line_and_writes_nothing(tmp_path, flag, value):
+    run = tmp_path / 'run'
+    extra = ['--schedule', 'piecewise', '--boundaries_epochs', '1'] if flag == 'lr_values' else (
+        ['--schedule', 'piecewise'] if flag == 'boundaries_epochs' else [])
+    result = run_cli('train', *SMALL, '--max_steps', '1', '--model_dir', run, *extra, '--%s=%s' % (flag, value),
+                     timeout=120)
+    assert only_line(result) == 'resnet_graph.train: error: --%s must be a finite number, got %s' % (flag, value)
+    assert not run.exists()
+
+
+def test_every_float_flag_of_train_is_checked_for_finiteness():
+    import config
+    from resnet_graph.errors import UsageError
+    from resnet_graph.train import require_finite
+    cfg = config.RunConfig.defaults()
+    floats = [k for k in config.TRAIN if isinstance(getattr(cfg, k), float)]
+    assert {'learning_rate', 'weight_decay', 'label_smoothing', 'bn_momentum', 'validation_fraction'} <= set(floats)
+    for name in floats:
+        with pytest.raises(UsageError, match='--%s must be a finite number, got inf' % name):
+            require_finite(cfg.replace(**{name: float('inf')}))
+
+
+@pytest.mark.parametrize('value', ['', ' '])
+def test_summary_refuses_an_empty_model_dir_like_the_other_commands(value):
+    result = run_cli('summary', '--model_dir', value, timeout=120)
+    assert only_line(result) == ("resnet_graph.summary: error: --model_dir %r names no directory; give the run "
+                                 "directory written by resnet_graph.train or an import command" % value)
+
+
+@pytest.mark.parametrize('args', [['summary', '--depth', '50'], ['summary', '--help']])
+def test_a_stdout_closed_early_ends_quietly(args):
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader (`| head -1`) has gone before the command writes
+    proc = subprocess.run([sys.executable, '-m', 'resnet_graph.' + args[0]] + args[1:], env=ENV, stdout=writer,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(writer)
+    assert proc.returncode == 0 and proc.stderr == '', (proc.returncode, proc.stderr[-2000:])
