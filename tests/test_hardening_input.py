@@ -215,6 +215,7 @@ def test_an_image_over_the_pixel_cap_is_refused_from_its_header_everywhere(tmp_p
             session.run(pipeline.decode(data, 1, max_pixels=10), {data: small})
 
 
+@pytest.mark.slow
 def test_the_exported_serving_graph_applies_the_pixel_cap(digits_run, tmp_path):
     import tensorflow as tf
     v1 = tf.compat.v1

@@ -131,6 +131,7 @@ def test_an_address_space_limit_too_small_for_the_step_is_one_line(tmp_path, kib
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 def test_a_generous_address_space_limit_lets_a_run_finish(tmp_path):
     result = run_limited(12 << 20, 'train', *SMALL, '--max_steps', 1, '--eval_every', 1, '--model_dir', tmp_path / 'run')
     assert result.returncode == 0, result.stderr[-2000:]
@@ -182,6 +183,7 @@ def jpeg_run(tmp_path_factory):
     return root, result
 
 
+@pytest.mark.slow
 def test_a_jpeg_cut_short_is_skipped_in_training_with_our_line_only(jpeg_run):
     root, result = jpeg_run
     assert result.stderr.splitlines() == ['resnet_graph.train: warning: skipped corrupt image %s (1 skipped so far; '
@@ -247,6 +249,7 @@ train.cli_main()
 '''
 
 
+@pytest.mark.slow
 def test_an_event_directory_removed_mid_run_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
     args = SMALL + ['--max_steps', 4, '--eval_every', 3, '--model_dir', tmp_path / 'run']
     result = subprocess.run([sys.executable, '-c', REMOVE_EVENTS_AT_STEP_2] + [str(a) for a in args], env=ENV,
@@ -275,6 +278,7 @@ cli.run('resnet_graph.train', main, ['train'])
 '''
 
 
+@pytest.mark.slow
 def test_an_allocation_that_fails_past_the_estimate_is_one_line():
     result = subprocess.run([sys.executable, '-c', OOM_PAST_THE_ESTIMATE], env=ENV, capture_output=True, text=True,
                             timeout=120)

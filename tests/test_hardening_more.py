@@ -46,6 +46,7 @@ def test_a_flagfile_cycle_through_another_file_is_refused(tmp_path):
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 def test_a_flagfile_included_twice_without_a_cycle_is_read(tmp_path):
     a, b = tmp_path / 'a.flags', tmp_path / 'b.flags'
     b.write_text('--depth=18\n')
@@ -74,6 +75,7 @@ def test_a_flagfile_that_cannot_be_read_is_one_clean_line(tmp_path, kind):
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 def test_a_flagfile_from_a_pipe_is_still_read(tmp_path):
     # bash's --flagfile <(...): a pipe is left to absl, unread by the check
     script = 'exec "$0" -m resnet_graph.summary --json --flagfile <(echo --depth=34)'
@@ -159,6 +161,7 @@ imported.write_run(cfg, weights)
 ''' % os.path.dirname(os.path.abspath(__file__))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('point', ['config', 'rename'])
 def test_an_import_killed_midway_leaves_no_run_and_the_next_import_completes(tmp_path, point):
     from resnet_graph.serving import imported
@@ -225,6 +228,7 @@ def test_a_batch_size_below_one_or_on_a_command_without_one_is_one_line(tmp_path
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_batch_larger_than_the_training_split_is_said(tmp_path):
     result = run_cli('train', '--depth', 8, '--image_size', 8, '--batch_size', 2000, '--max_steps', 1,
                      '--model_dir', tmp_path / 'run', timeout=300)

@@ -151,6 +151,7 @@ def test_a_damaged_or_missing_best_checkpoint_rebuilds_the_best_record(run_copy,
 
 # -- 3: every rolling checkpoint deleted, best/ intact ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_without_rolling_checkpoints_training_continues_from_best_and_says_so(run_copy):
     for path in glob.glob(str(run_copy / 'model.ckpt-*')) + [str(run_copy / 'checkpoint')]:
         os.remove(path)
@@ -165,6 +166,7 @@ def test_without_rolling_checkpoints_training_continues_from_best_and_says_so(ru
 
 # -- 4: a failed first start does not claim the directory ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_start_killed_before_its_first_checkpoint_does_not_block_another_configuration(tmp_path):
     model_dir = tmp_path / 'run'
     proc = subprocess.Popen([sys.executable, '-m', 'resnet_graph.train'] + SMALL +
@@ -182,6 +184,7 @@ def test_a_start_killed_before_its_first_checkpoint_does_not_block_another_confi
     assert json.loads((model_dir / 'config.json').read_text())['image_size'] == 8
 
 
+@pytest.mark.slow
 def test_a_bad_warm_start_leaves_no_directory_behind(tmp_path):
     result = run_cli('train', *RUN, '--model_dir', tmp_path / 'run', '--warm_start_from', tmp_path / 'nothing')
     one_error_line(result)
@@ -190,6 +193,7 @@ def test_a_bad_warm_start_leaves_no_directory_behind(tmp_path):
 
 # -- 5: orphaned temporary files, a full disk ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_orphaned_tempstate_files_are_removed_at_start(run_copy):
     orphans = [run_copy / 'model.ckpt-8.data-00000-of-00001.tempstate123', run_copy / 'model.ckpt-8.index.tempstate9',
                run_copy / 'best' / 'model.ckpt-8.index.tempstate5', run_copy / '.tmp-abc']
@@ -227,6 +231,7 @@ CONFIGS = [('not json {', 'config.json'), ('[1, 2]', 'config.json'), ('null', 'c
            ({'conv': 'nope'}, 'conv'), ({'dtype': 'int8'}, 'dtype')]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('content, field', CONFIGS)
 def test_a_damaged_config_is_one_line_naming_the_file_and_the_field(run_copy, content, field):
     path = run_copy / 'config.json'
@@ -267,6 +272,7 @@ def test_a_saved_image_size_too_large_for_the_machine_is_one_line_in_the_read_on
     assert line.startswith('resnet_graph.evaluate: error: %s describes a network that cannot run here' % path), line
 
 
+@pytest.mark.slow
 def test_a_run_without_best_points_the_read_only_commands_to_its_latest_checkpoint(run_copy):
     shutil.rmtree(str(run_copy / 'best'))
     line = one_error_line(run_cli('evaluate', '--model_dir', run_copy))

@@ -52,6 +52,7 @@ def write_with_extras(prefix, values):
     return shadows
 
 
+@pytest.mark.slow
 def test_left_out_variables_are_grouped_and_shadows_taken(official_18, tmp_path):
     """The command's parts on their own (no subprocess): the left-out line, and the shadows --moving_averages takes."""
     from resnet_graph.import_checkpoint import left_out_line, take_averages
@@ -95,6 +96,7 @@ def test_variables_the_network_does_not_use_are_counted_and_named(official_18, t
         np.testing.assert_array_equal(reader.get_tensor(name), shadows[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_moving_averages_of_a_checkpoint_without_them_is_one_line(official_18, tmp_path):
     prefix, _ = official_18
     result = import_18(prefix, tmp_path / 'run', '--moving_averages')
@@ -104,6 +106,7 @@ def test_moving_averages_of_a_checkpoint_without_them_is_one_line(official_18, t
     assert not (tmp_path / 'run').exists()
 
 
+@pytest.mark.slow
 def test_a_clean_checkpoint_says_nothing_left_out(official_18, tmp_path):
     result = import_18(official_18[0], tmp_path / 'run')
     assert result.returncode == 0 and 'left out' not in result.stdout
@@ -183,6 +186,7 @@ def from_run_logits(run, images):
             return sess.run(net.logits)
 
 
+@pytest.mark.slow
 def test_from_run_takes_raw_uint8_images(run18):
     pixels = np.random.RandomState(3).randint(0, 256, (2, 40, 40, 3)).astype(np.uint8)
     expected = from_run_logits(run18, lambda: pixels.astype(np.float32))
@@ -207,6 +211,7 @@ def test_from_run_names_the_input_it_expects(run18, images, message):
                                  '0..255; %s' % (run18, message))
 
 
+@pytest.mark.slow
 def test_summary_of_a_run(run18):
     from resnet_graph.summary import summarize
     before = sorted((p, os.stat(os.path.join(d, p)).st_mtime_ns) for d, _, files in os.walk(run18) for p in files)
@@ -387,6 +392,7 @@ def test_a_checkpoint_of_the_family_asked_for_gets_no_guess():
     assert family_of(['resnet_model/conv2d/kernel'], 'official_v2', 34) is None
 
 
+@pytest.mark.slow
 def test_the_family_s_name_reaches_the_command_line(tmp_path):
     prefix = one_variable_checkpoint(tmp_path / 'model.ckpt', 'resnet_v2_50/conv1/weights')
     result = run_cli('import_checkpoint', '--variant', 'official_v1', '--depth', '18', '--checkpoint', prefix,
@@ -405,6 +411,7 @@ def test_evaluate_confusion_without_json_is_one_line(tmp_path):
                                           '--json\'s document; add --json']
 
 
+@pytest.mark.slow
 def test_a_savedmodel_exported_here_points_to_its_run(tmp_path):
     saved = tmp_path / 'exported'
     (saved / 'variables').mkdir(parents=True)
