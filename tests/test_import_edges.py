@@ -435,3 +435,70 @@ def test_a_lone_step_is_left_out_in_the_singular(official_18, tmp_path):
         sess.run(v1.global_variables_initializer())
         v1.train.Saver(variables).save(sess, prefix, write_meta_graph=False)
     assert left_out_line(prefix, set(values)) == 'left out 1 checkpoint variable the network does not use: global_step'
+
+
+def test_the_checkpoint_state_file_resolves_to_the_checkpoint_it_names(official_18):
+    """DIR/checkpoint (TensorFlow's state file, in every checkpoint folder) is taken as the checkpoint it names."""
+    from resnet_graph.import_checkpoint import checkpoint_prefix
+    prefix, _ = official_18
+    state = os.path.join(os.path.dirname(prefix), 'checkpoint')
+    assert os.path.isfile(state)
+    assert checkpoint_prefix(state, 18) == prefix
+
+
+@pytest.mark.parametrize('content', [b'', b'\x89PNG\r\n\x1a\n' + b'\0' * 64, b'cat\ndog\n'])
+def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
+    from resnet_graph.errors import UsageError
+    from resnet_graph.import_checkpoint import checkpoint_prefix
+    path = tmp_path / 'given.ckpt'
+    path.write_bytes(content)
+    with pytest.raises(UsageError) as raised:
+        checkpoint_prefix(str(path), 18)
+    assert str(raised.value) == '--checkpoint %s is not a TensorFlow checkpoint (no *.index file beside it, and ' \
+        'not a V1 checkpoint file); give the checkpoint prefix, e.g. model.ckpt-12345' % path
+
+
+def test_a_damaged_checkpoint_quotes_tensorflow_whole(tmp_path):
+    """A damaged table (here a V1 file of junk ending in the table magic) keeps its message, TensorFlow's text uncut."""
+    from resnet_graph.import_checkpoint import TABLE_MAGIC
+    from resnet_graph.training.run_dir import checkpoint_problem
+    path = tmp_path / ('a_long_directory_name_' * 4) / 'resnet_v1_50.ckpt'
+    path.parent.mkdir()
+    path.write_bytes(b'y' * 100 + TABLE_MAGIC)
+    problem = checkpoint_problem(str(path))
+    assert problem.startswith('its index or data file is cut short or damaged (Unable to open table file %s' % path)
+    assert problem.endswith('restore operator?)'), problem  # TensorFlow's sentence whole, not cut mid-word
+
+
+def test_raw_values_replaced_by_their_moving_averages_are_their_own_group(official_18, tmp_path):
+    from resnet_graph.import_checkpoint import left_out_line
+    _, values = official_18
+    prefix = str(tmp_path / 'model.ckpt-5')
+    write_with_extras(prefix, values)
+    line = left_out_line(prefix, {n + '/ExponentialMovingAverage' for n in values} | {'global_step'},
+                         replaced=set(values))
+    assert line.endswith('does not use: %d raw values replaced by their moving averages, %d optimizer slots (e.g. '
+                         'resnet_model/batch_normalization/beta/Momentum), 1 other (resnet_model/AuxLogits/weights)'
+                         % (len(values), len(values))), line
+
+
+def test_a_labels_file_with_a_blank_line_between_names_is_one_line(tmp_path):
+    from resnet_graph.errors import UsageError
+    from resnet_graph.serving.imported import class_names
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('cat\n\ndog\nbird\n\n\n')
+    with pytest.raises(UsageError) as raised:
+        class_names(3, str(labels))
+    assert str(raised.value) == ('--labels %s: line 2 is blank; give one class name a line (a blank line shifts '
+                                 'every later name to the wrong class)' % labels)
+    labels.write_text('cat\ndog\nbird\n\n\n')
+    assert class_names(3, str(labels)) == ['cat', 'dog', 'bird']
+
+
+def test_a_labels_file_with_a_duplicate_name_warns(tmp_path, capsys):
+    from resnet_graph.serving.imported import class_names
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('cat\ndog\ncat\ndog\n')
+    assert class_names(4, str(labels)) == ['cat', 'dog', 'cat', 'dog']
+    assert capsys.readouterr().err == ('resnet_graph: warning: --labels %s names cat twice (lines 1 and 3); '
+                                       'predictions of either class will read the same\n' % labels)
