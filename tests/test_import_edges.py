@@ -90,6 +90,9 @@ def test_variables_the_network_does_not_use_are_counted_and_named(official_18, t
     result = import_18(prefix, tmp_path / 'ema', '--moving_averages')
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'moving-average shadows' not in result.stdout and 'imported the moving averages' in result.stdout
+    assert ('left out %d checkpoint variables the network does not use: %d raw values replaced by their moving '
+            'averages, %d optimizer slots (e.g. resnet_model/batch_normalization/beta/Momentum), global_step, 1 other '
+            '(resnet_model/AuxLogits/weights)' % (2 * count + 2, count, count)) in result.stdout.splitlines()
     reader = tf.train.load_checkpoint(str(tmp_path / 'ema' / 'best' / 'model.ckpt-0'))
     for name in (name, 'resnet_model/batch_normalization/moving_mean', 'resnet_model/dense/bias'):
         np.testing.assert_array_equal(reader.get_tensor(name), shadows[name], err_msg=name)
@@ -117,7 +120,7 @@ def _saved_model(path, with_variables=True):
 
 
 @pytest.mark.parametrize('kind', ['keras', 'h5', 'tarball', 'run', 'run_best', 'saved_model_parent',
-                                  'frozen_saved_model', 'data_without_index'])
+                                  'frozen_saved_model', 'data_without_index', 'png', 'state_file_of_nothing'])
 def test_a_path_that_is_not_a_checkpoint_says_what_it_is(tmp_path, kind):
     path = tmp_path / 'given'
     if kind == 'keras':
@@ -152,6 +155,11 @@ def test_a_path_that_is_not_a_checkpoint_says_what_it_is(tmp_path, kind):
         _saved_model(str(path), with_variables=False)
         message = ('--checkpoint %s is a SavedModel without variables (variables/variables.index): its weights are '
                    'not a checkpoint; give the checkpoint it was exported from' % path)
+    elif kind in ('png', 'state_file_of_nothing'):
+        path = tmp_path / ('cat.png' if kind == 'png' else 'checkpoint')
+        path.write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 64 if kind == 'png' else b'# no checkpoint named\n')
+        message = ('--checkpoint %s is not a TensorFlow checkpoint (no *.index file beside it, and not a V1 '
+                   'checkpoint file); give the checkpoint prefix, e.g. model.ckpt-12345' % path)
     else:
         path.mkdir()
         (path / 'model.ckpt-9.data-00000-of-00001').write_bytes(b'\0')
