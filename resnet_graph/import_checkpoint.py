@@ -57,7 +57,7 @@ def main(args):
     if shadows:
         print('imported the moving averages (%s) of %d of the %d variables instead of their raw values'
               % (AVERAGE[1:], len(shadows), len(weights)))
-    left_out = left_out_line(prefix, (set(weights) - set(shadows)) | {name + AVERAGE for name in shadows})
+    left_out = left_out_line(prefix, (set(weights) - set(shadows)) | {name + AVERAGE for name in shadows}, shadows)
     if left_out:
         print(left_out)
 
@@ -81,18 +81,20 @@ def take_averages(prefix, weights):
     return weights, shadows
 
 
-def left_out_line(prefix, read):
+def left_out_line(prefix, read, replaced=()):
     """One line counting and naming the variables of checkpoint ``prefix`` outside ``read`` (None: there are none):
-    optimizer slots, moving-average shadows, the step, the rest (an auxiliary head, another network's layers)."""
+    raw values ``replaced`` by their moving averages, optimizer slots, moving-average shadows, the step, the rest
+    (an auxiliary head, another network's layers)."""
     import tensorflow as tf
     unused = sorted(set(name for name, _ in tf.compat.v1.train.list_variables(prefix)) - set(read))
     if not unused:
         return None
-    slots = [n for n in unused if SLOT.search(n) and not n.endswith(AVERAGE)]
+    raw = [n for n in unused if n in set(replaced)]
+    slots = [n for n in unused if SLOT.search(n) and not n.endswith(AVERAGE) and n not in set(raw)]
     shadows = [n for n in unused if n.endswith(AVERAGE)]
     steps = [n for n in unused if n == 'global_step']
-    others = [n for n in unused if n not in set(slots + shadows + steps)]
-    parts = []
+    others = [n for n in unused if n not in set(raw + slots + shadows + steps)]
+    parts = ['%s replaced by their moving averages' % _count(raw, 'raw value')] if raw else []
     if slots:
         parts.append('%s (e.g. %s)' % (_count(slots, 'optimizer slot'), slots[0]))
     if shadows:
@@ -117,7 +119,10 @@ def checkpoint_prefix(path, depth=50):
     SavedModel directory (official r1's exports: its variables/variables). ``depth``: named in the advice for a
     Keras file.
     """
-    stripped = re.sub(r'\.(index|meta|data-\d+-of-\d+)$', '', path)
+    named = _state_file_names(path)
+    if named:
+        return checkpoint_prefix(named, depth)
+    stripped = _strip(path)
     other = what_else(path, depth)
     require(not other, other)
     if os.path.isfile(stripped + '.index') or os.path.isfile(stripped):  # V2, or a V1 file
@@ -138,6 +143,38 @@ def checkpoint_prefix(path, depth=50):
     return found[0]
 
 
+def _strip(path):
+    """A checkpoint file's path less its suffix (.index, .meta, .data-*): the prefix it belongs to."""
+    return re.sub(r'\.(index|meta|data-\d+-of-\d+)$', '', path)
+
+
+def _is_table(path):
+    """Whether file ``path`` ends in TensorFlow's table magic number, as every .index and V1 checkpoint file does."""
+    try:
+        with open(path, 'rb') as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() < len(TABLE_MAGIC):
+                return False
+            f.seek(-len(TABLE_MAGIC), os.SEEK_END)
+            return f.read() == TABLE_MAGIC
+    except OSError:
+        return True  # the checkpoint reader says why
+
+
+def _state_file_names(path):
+    """The checkpoint that TensorFlow's state file ``path`` (DIR/checkpoint) names; None for any other path."""
+    if os.path.basename(path) != 'checkpoint' or not os.path.isfile(path) or _is_table(path):
+        return None
+    import tensorflow as tf
+    try:
+        state = tf.train.get_checkpoint_state(os.path.dirname(path) or '.', latest_filename='checkpoint')
+    except ValueError:  # a state file naming no checkpoint
+        return None
+    named = state and state.model_checkpoint_path
+    return named if named and named != path else None
+
+
+TABLE_MAGIC = (0xdb4775248b80fb57).to_bytes(8, 'little')  # table_format.h's kTableMagicNumber, little-endian
 ARCHIVES = ((b'\x89HDF\r\n\x1a\n', 'a Keras HDF5 file (.h5)'), (b'PK\x03\x04', 'a zip archive'),
             (b'\x1f\x8b', 'a gzip archive'))
 
@@ -157,8 +194,13 @@ def what_else(path, depth):
             model = 'resnet%d' % depth if depth in (50, 101, 152) else 'resnet50|resnet101|resnet152'
             return ('--checkpoint %s is %s, not a TensorFlow checkpoint: import it with python -m '
                     'resnet_graph.import_keras --model %s --weights %s' % (path, kind, model, path))
-        return kind and ('--checkpoint %s is %s, not a TensorFlow checkpoint: extract it (a model-zoo .tar.gz: tar '
-                         'xzf) and give the checkpoint inside' % (path, kind))
+        if kind:
+            return ('--checkpoint %s is %s, not a TensorFlow checkpoint: extract it (a model-zoo .tar.gz: tar xzf) '
+                    'and give the checkpoint inside' % (path, kind))
+        if path == _strip(path) and not os.path.isfile(path + '.index') and not _is_table(path):
+            return ('--checkpoint %s is not a TensorFlow checkpoint (no *.index file beside it, and not a V1 '
+                    'checkpoint file); give the checkpoint prefix, e.g. model.ckpt-12345' % path)
+        return None
     if not os.path.isdir(path):
         return None
     return _what_directory(path)

@@ -91,6 +91,9 @@ def test_variables_the_network_does_not_use_are_counted_and_named(official_18, t
     result = import_18(prefix, tmp_path / 'ema', '--moving_averages')
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'moving-average shadows' not in result.stdout and 'imported the moving averages' in result.stdout
+    assert ('left out %d checkpoint variables the network does not use: %d raw values replaced by their moving '
+            'averages, %d optimizer slots (e.g. resnet_model/batch_normalization/beta/Momentum), global_step, 1 other '
+            '(resnet_model/AuxLogits/weights)' % (2 * count + 2, count, count)) in result.stdout.splitlines()
     reader = tf.train.load_checkpoint(str(tmp_path / 'ema' / 'best' / 'model.ckpt-0'))
     for name in (name, 'resnet_model/batch_normalization/moving_mean', 'resnet_model/dense/bias'):
         np.testing.assert_array_equal(reader.get_tensor(name), shadows[name], err_msg=name)
@@ -120,7 +123,7 @@ def _saved_model(path, with_variables=True):
 
 
 @pytest.mark.parametrize('kind', ['keras', 'h5', 'tarball', 'run', 'run_best', 'saved_model_parent',
-                                  'frozen_saved_model', 'data_without_index'])
+                                  'frozen_saved_model', 'data_without_index', 'png', 'state_file_of_nothing'])
 def test_a_path_that_is_not_a_checkpoint_says_what_it_is(tmp_path, kind):
     path = tmp_path / 'given'
     if kind == 'keras':
@@ -155,6 +158,11 @@ def test_a_path_that_is_not_a_checkpoint_says_what_it_is(tmp_path, kind):
         _saved_model(str(path), with_variables=False)
         message = ('--checkpoint %s is a SavedModel without variables (variables/variables.index): its weights are '
                    'not a checkpoint; give the checkpoint it was exported from' % path)
+    elif kind in ('png', 'state_file_of_nothing'):
+        path = tmp_path / ('cat.png' if kind == 'png' else 'checkpoint')
+        path.write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 64 if kind == 'png' else b'# no checkpoint named\n')
+        message = ('--checkpoint %s is not a TensorFlow checkpoint (no *.index file beside it, and not a V1 '
+                   'checkpoint file); give the checkpoint prefix, e.g. model.ckpt-12345' % path)
     else:
         path.mkdir()
         (path / 'model.ckpt-9.data-00000-of-00001').write_bytes(b'\0')
@@ -442,3 +450,70 @@ def test_a_lone_step_is_left_out_in_the_singular(official_18, tmp_path):
         sess.run(v1.global_variables_initializer())
         v1.train.Saver(variables).save(sess, prefix, write_meta_graph=False)
     assert left_out_line(prefix, set(values)) == 'left out 1 checkpoint variable the network does not use: global_step'
+
+
+def test_the_checkpoint_state_file_resolves_to_the_checkpoint_it_names(official_18):
+    """DIR/checkpoint (TensorFlow's state file, in every checkpoint folder) is taken as the checkpoint it names."""
+    from resnet_graph.import_checkpoint import checkpoint_prefix
+    prefix, _ = official_18
+    state = os.path.join(os.path.dirname(prefix), 'checkpoint')
+    assert os.path.isfile(state)
+    assert checkpoint_prefix(state, 18) == prefix
+
+
+@pytest.mark.parametrize('content', [b'', b'\x89PNG\r\n\x1a\n' + b'\0' * 64, b'cat\ndog\n'])
+def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path, content):
+    from resnet_graph.errors import UsageError
+    from resnet_graph.import_checkpoint import checkpoint_prefix
+    path = tmp_path / 'given.ckpt'
+    path.write_bytes(content)
+    with pytest.raises(UsageError) as raised:
+        checkpoint_prefix(str(path), 18)
+    assert str(raised.value) == '--checkpoint %s is not a TensorFlow checkpoint (no *.index file beside it, and ' \
+        'not a V1 checkpoint file); give the checkpoint prefix, e.g. model.ckpt-12345' % path
+
+
+def test_a_damaged_checkpoint_quotes_tensorflow_whole(tmp_path):
+    """A damaged table (here a V1 file of junk ending in the table magic) keeps its message, TensorFlow's text uncut."""
+    from resnet_graph.import_checkpoint import TABLE_MAGIC
+    from resnet_graph.training.run_dir import checkpoint_problem
+    path = tmp_path / ('a_long_directory_name_' * 4) / 'resnet_v1_50.ckpt'
+    path.parent.mkdir()
+    path.write_bytes(b'y' * 100 + TABLE_MAGIC)
+    problem = checkpoint_problem(str(path))
+    assert problem.startswith('its index or data file is cut short or damaged (Unable to open table file %s' % path)
+    assert problem.endswith('restore operator?)'), problem  # TensorFlow's sentence whole, not cut mid-word
+
+
+def test_raw_values_replaced_by_their_moving_averages_are_their_own_group(official_18, tmp_path):
+    from resnet_graph.import_checkpoint import left_out_line
+    _, values = official_18
+    prefix = str(tmp_path / 'model.ckpt-5')
+    write_with_extras(prefix, values)
+    line = left_out_line(prefix, {n + '/ExponentialMovingAverage' for n in values} | {'global_step'},
+                         replaced=set(values))
+    assert line.endswith('does not use: %d raw values replaced by their moving averages, %d optimizer slots (e.g. '
+                         'resnet_model/batch_normalization/beta/Momentum), 1 other (resnet_model/AuxLogits/weights)'
+                         % (len(values), len(values))), line
+
+
+def test_a_labels_file_with_a_blank_line_between_names_is_one_line(tmp_path):
+    from resnet_graph.errors import UsageError
+    from resnet_graph.serving.imported import class_names
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('cat\n\ndog\nbird\n\n\n')
+    with pytest.raises(UsageError) as raised:
+        class_names(3, str(labels))
+    assert str(raised.value) == ('--labels %s: line 2 is blank; give one class name a line (a blank line shifts '
+                                 'every later name to the wrong class)' % labels)
+    labels.write_text('cat\ndog\nbird\n\n\n')
+    assert class_names(3, str(labels)) == ['cat', 'dog', 'bird']
+
+
+def test_a_labels_file_with_a_duplicate_name_warns(tmp_path, capsys):
+    from resnet_graph.serving.imported import class_names
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('cat\ndog\ncat\ndog\n')
+    assert class_names(4, str(labels)) == ['cat', 'dog', 'cat', 'dog']
+    assert capsys.readouterr().err == ('resnet_graph: warning: --labels %s names cat twice (lines 1 and 3); '
+                                       'predictions of either class will read the same\n' % labels)

@@ -14,7 +14,7 @@ Families (``FAMILIES``): the preprocessing their checkpoints were trained with, 
 """
 import os
 
-from resnet_graph.errors import UsageError, require
+from resnet_graph.errors import UsageError, require, warn
 from resnet_graph.nets.variants import FAMILY_CLASSES
 
 VGG_MEAN_RGB = (123.68, 116.78, 103.94)
@@ -44,18 +44,37 @@ def class_names(num_classes, labels=None):
         return [BACKGROUND] + [str(i) for i in range(1000)] if background else [str(i) for i in range(num_classes)]
     try:
         with open(labels, encoding='utf-8-sig') as f:  # a BOM (Windows editors) is no part of the first name
-            names = [line.strip() for line in f if line.strip()]
+            names = [line.strip() for line in f]
     except UnicodeDecodeError as e:
         raise UsageError('--labels %s is not UTF-8 text (byte %d: %s); save it as UTF-8, one class name a line'
                          % (labels, e.start, e.reason))
     except OSError as e:
         raise UsageError('--labels %s cannot be read (%s)' % (labels, e.strerror or e))
+    names = _checked_names(labels, names)
     if background and len(names) == 1000:
         names = [BACKGROUND] + names
     require(len(names) == num_classes, '--labels %s has %d names, the network %d classes%s' % (
         labels, len(names), num_classes, ' (1000 names are taken as classes 1..1000 after background)'
         if background else ''))
     return names
+
+
+def _checked_names(labels, lines):
+    """The names of labels file ``labels`` (its stripped ``lines``): trailing blank lines dropped; UsageError for a
+    blank line between names (it would shift every later name), a warning for a name given twice."""
+    while lines and not lines[-1]:
+        lines = lines[:-1]
+    if '' in lines:
+        raise UsageError('--labels %s: line %d is blank; give one class name a line (a blank line shifts every later '
+                         'name to the wrong class)' % (labels, lines.index('') + 1))
+    first = {}
+    for number, name in enumerate(lines, 1):
+        if name in first:
+            warn('--labels %s names %s twice (lines %d and %d); predictions of either class will read the same'
+                 % (labels, name, first[name], number))
+            break
+        first[name] = number
+    return lines
 
 
 def run_config(variant, depth, num_classes, image_size, model_dir, names, source):

@@ -103,8 +103,7 @@ def _read_every_tensor(prefix):
             reader.get_tensor(name)
     except Exception as e:  # OpError, ValueError, or IndexError 'Read less bytes than requested' (cut short)
         lines = [line for line in str(e).splitlines() if line.strip()]
-        return 'its index or data file is cut short or damaged (%s)' % (lines[0][:160] if lines else
-                                                                        type(e).__name__)
+        return 'its index or data file is cut short or damaged (%s)' % (lines[0] if lines else type(e).__name__)
     return None
 
 
