@@ -98,6 +98,7 @@ def folder(root, classes=2, per_class=4, size=8, seed=0):
 
 # ---- item 6: empty splits ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_empty_validation_split_is_one_line_at_start_and_no_best_record(tmp_path):
     folder(tmp_path / 'data')
     run = tmp_path / 'run'
@@ -363,6 +364,7 @@ def test_manifest_paths_must_resolve_inside_its_directory_or_an_allowed_root(tmp
     assert len(source.paths) == 6
 
 
+@pytest.mark.slow
 def test_a_non_utf8_manifest_is_one_line(tmp_path):
     folder(tmp_path / 'data', per_class=3)
     (tmp_path / 'data' / 'train.csv').write_bytes(b'c0/0.png,0\nc0/1.png,\xff\xfe\x00\x81\n')

@@ -22,6 +22,7 @@ def only_line(result):
 
 # ---- 5: indented flag file lines ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_indented_flag_file_lines_are_read_like_the_others(tmp_path):
     other = tmp_path / 'other.flags'
     other.write_text('\t--image_size=32\n')
@@ -190,6 +191,7 @@ def test_a_jpeg_cut_short_is_skipped_in_training_with_our_line_only(jpeg_run):
                                           '--strict_data makes this an error)' % (root / 'data' / 'ant' / '3.jpg')]
 
 
+@pytest.mark.slow
 def test_a_jpeg_cut_short_is_one_line_in_predict(jpeg_run, tmp_path):
     root, _ = jpeg_run
     good, cut = write_jpeg(tmp_path / 'good.jpg', 1), write_jpeg(tmp_path / 'cut.jpg', 1, cut=True)
@@ -223,6 +225,7 @@ writer.close()  # after the failure: nothing more, no second error
 '''
 
 
+@pytest.mark.slow
 def test_an_event_file_that_cannot_be_written_is_one_error_without_the_thread_traceback(tmp_path):
     result = subprocess.run([sys.executable, '-c', FULL_DISK, str(tmp_path / 'train')], env=ENV,
                             capture_output=True, text=True, timeout=120)

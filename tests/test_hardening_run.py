@@ -258,6 +258,7 @@ def test_a_config_without_its_depth_is_refused_and_left_as_it_was(run_copy):
     assert path.read_text() == before and len(good_checkpoints(run_copy)) == 3
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_channels_was_recorded_is_read_with_its_data_sets_channels(run_copy):
     path = run_copy / 'config.json'
     path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != 'channels'}))
@@ -265,6 +266,7 @@ def test_a_run_saved_before_channels_was_recorded_is_read_with_its_data_sets_cha
     assert result.returncode == 0 and 'top-1' in result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_a_saved_image_size_too_large_for_the_machine_is_one_line_in_the_read_only_commands(run_copy):
     path = run_copy / 'config.json'
     path.write_text(json.dumps(dict(json.loads(path.read_text()), image_size=100000)))

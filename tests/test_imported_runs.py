@@ -100,6 +100,7 @@ def test_evaluate_takes_a_data_set_and_shifts_past_the_background(background_run
     assert 'data set digits, its class k scored as class k + 1 (class 0 is background)' in text.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args, message', [
     ([], 'was imported (tensorflow/models official r1 ResNet v1.5, 11 classes) and records no data set to '
          'evaluate on; give evaluate --dataset NAME --data_dir DIR (a data set of its classes, in its class order, '
@@ -132,6 +133,7 @@ def test_evaluate_names_a_class_count_that_fits_neither_way(background_run):
         check_dataset(cfg, run, 11, 'x')
 
 
+@pytest.mark.slow
 def test_latest_of_an_imported_run_points_to_best(background_run, tmp_path):
     run, _ = background_run
     result = run_cli('predict', '--model_dir', run, '--checkpoint', 'latest', tmp_path / 'any.png')
