@@ -8,12 +8,14 @@
   A start that fails before its first checkpoint removes the directory it
   created, so the corrected command finds nothing in its way.
 - ``resume_point``: the newest checkpoint that really loads, rolling or best/.
+- ``StopOnSignal``: SIGTERM or Ctrl-C ends the loop after the step in flight (a checkpoint is saved).
 """
 import contextlib
 import fcntl
 import glob
 import os
 import shutil
+import signal
 import socket
 import time
 
@@ -147,3 +149,25 @@ def save_failure(error, saver, prefix):
     lines = [line.strip() for line in text.splitlines()
              if line.strip() and not line.startswith(('Graph execution error', 'Detected at node', '\t'))]
     return lines[-1] if lines else type(error).__name__
+
+
+class StopOnSignal(object):
+    """SIGTERM and SIGINT set a flag the loop checks after each step; a second one exits at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received = None
+
+    def __enter__(self):
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            os._exit(128 + signum)
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)

@@ -14,7 +14,6 @@ What a crash or a kill can leave, and why every state resumes:
 import contextlib
 import math
 import os
-import signal
 import time
 
 import tensorflow as tf
@@ -42,28 +41,6 @@ class TrainingError(Exception):
 def _duration(seconds):
     seconds = int(max(seconds, 0))
     return '%dm%02ds' % divmod(seconds, 60) if seconds < 3600 else '%dh%02dm' % (seconds // 3600, seconds % 3600 // 60)
-
-
-class _StopOnSignal(object):
-    """SIGTERM and SIGINT set a flag the loop checks after each step; a second one exits at once."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.received = None
-
-    def __enter__(self):
-        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received is not None:
-            os._exit(128 + signum)
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
 
 
 class Trainer(object):
@@ -227,7 +204,7 @@ class Trainer(object):
         for line in ([optim.describe(cfg)] + finetune.describe(self.model, self.frozen)
                      + towers.describe(self.model, cfg.batch_size)):
             self.log(line)
-        with graph.as_default(), self._session(graph) as sess, _StopOnSignal() as stop:
+        with graph.as_default(), self._session(graph) as sess, lifecycle.StopOnSignal() as stop:
             self._restore_or_init(sess, latest)
             train_writer = summaries.EventWriter(run.join('train'), graph if start == 0 else None)
             eval_writer = summaries.EventWriter(run.join('eval'))
