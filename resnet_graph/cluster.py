@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 
-from resnet_graph import cli
 from resnet_graph.errors import UsageError, require
 
 JOBS = ('chief', 'worker', 'ps')
@@ -237,6 +236,7 @@ def main(args):
 
 def cli_main():
     from absl import flags
+    from resnet_graph import cli  # here: the library modules that import this one never load cli
     flags.DEFINE_integer('ps', 1, 'Parameter servers.')
     flags.DEFINE_integer('workers', 2, 'Compute tasks: the chief and N - 1 workers.')
     flags.DEFINE_float('grace_secs', 30.0, 'After the chief ends, how long the other tasks get to exit by '

@@ -219,3 +219,14 @@ def test_a_bad_cpu_setting_in_config_is_one_line_and_exit_2(monkeypatch, capsys,
     assert exit_.value.code == 2
     assert capsys.readouterr().err == ("probe: error: config.%s is 'yes': set it to one of 'auto', 'on', 'off' in "
                                        "config.py\n" % name)
+
+
+def test_the_library_never_loads_the_command_line_modules():
+    # Library users import the model, the loop, the data and serving without the command lines' plumbing.
+    code = ('import sys; import resnet_graph.training.trainer, resnet_graph.training.distributed, '
+            'resnet_graph.serving.inference, resnet_graph.serving.imported, resnet_graph.data, data_loader; '
+            'print(sorted(m for m in ("resnet_graph.cli", "resnet_graph.flags") if m in sys.modules))')
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+    result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == '[]', result.stdout
