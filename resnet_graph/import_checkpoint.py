@@ -89,11 +89,13 @@ def left_out_line(prefix, read, replaced=()):
     unused = sorted(set(name for name, _ in tf.compat.v1.train.list_variables(prefix)) - set(read))
     if not unused:
         return None
-    raw = [n for n in unused if n in set(replaced)]
-    slots = [n for n in unused if SLOT.search(n) and not n.endswith(AVERAGE) and n not in set(raw)]
+    replaced = set(replaced)
+    raw = [n for n in unused if n in replaced]
+    slots = [n for n in unused if SLOT.search(n) and not n.endswith(AVERAGE) and n not in replaced]
     shadows = [n for n in unused if n.endswith(AVERAGE)]
     steps = [n for n in unused if n == 'global_step']
-    others = [n for n in unused if n not in set(raw + slots + shadows + steps)]
+    grouped = set(raw + slots + shadows + steps)
+    others = [n for n in unused if n not in grouped]
     parts = ['%s replaced by their moving averages' % _count(raw, 'raw value')] if raw else []
     if slots:
         parts.append('%s (e.g. %s)' % (_count(slots, 'optimizer slot'), slots[0]))
