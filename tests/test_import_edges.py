@@ -1,6 +1,7 @@
 """Imports as a careless or hostile user runs them: checkpoints holding more than the network (optimizer slots,
 moving-average shadows), paths that are not checkpoints, raw uint8 images into ResNet.from_run, a run's summary,
 and evaluate's JSON on a 1000-class run."""
+import codecs
 import json
 import os
 
@@ -10,6 +11,8 @@ import tensorflow as tf
 
 from conftest import error_lines, run_cli
 from test_imported_runs import official_18_checkpoint
+from resnet_graph.errors import UsageError
+from resnet_graph.serving import imported
 
 v1 = tf.compat.v1
 ERROR = 'resnet_graph.import_checkpoint: error: '
@@ -517,3 +520,12 @@ def test_a_labels_file_with_a_duplicate_name_warns(tmp_path, capsys):
     assert class_names(4, str(labels)) == ['cat', 'dog', 'cat', 'dog']
     assert capsys.readouterr().err == ('resnet_graph: warning: --labels %s names cat twice (lines 1 and 3); '
                                        'predictions of either class will read the same\n' % labels)
+
+
+def test_a_labels_file_not_utf8_names_the_byte_from_the_file_s_start(tmp_path):
+    # Past the first 8 KB: the position must count from the file's start, not from a read chunk's.
+    head = ''.join('class_%d\n' % i for i in range(1000)).encode()
+    path = tmp_path / 'labels.txt'
+    path.write_bytes(codecs.BOM_UTF8 + head + b'caf\xe9\n')
+    with pytest.raises(UsageError, match=r'is not UTF-8 text \(byte %d: ' % (len(codecs.BOM_UTF8) + len(head) + 3)):
+        imported.class_names(1001, str(path))

@@ -12,6 +12,8 @@ Families (``FAMILIES``): the preprocessing their checkpoints were trained with, 
   inception  x / 127.5 - 1, values in [-1, 1] (slim v2)
   caffe      keras.applications: VGG means on BGR (import_keras flips the first kernel)
 """
+import codecs
+import io
 import os
 
 from resnet_graph.errors import UsageError, require, warn
@@ -43,11 +45,13 @@ def class_names(num_classes, labels=None):
     if labels is None:
         return [BACKGROUND] + [str(i) for i in range(1000)] if background else [str(i) for i in range(num_classes)]
     try:
-        with open(labels, encoding='utf-8-sig') as f:  # a BOM (Windows editors) is no part of the first name
-            names = [line.strip() for line in f]
+        with open(labels, 'rb') as f:  # decoded whole, so a bad byte's position counts from the file's start
+            data = f.read()
+        bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # Windows editors' BOM: no name
+        names = [line.strip() for line in io.StringIO(data[bom:].decode('utf-8'), newline=None)]
     except UnicodeDecodeError as e:
         raise UsageError('--labels %s is not UTF-8 text (byte %d: %s); save it as UTF-8, one class name a line'
-                         % (labels, e.start, e.reason))
+                         % (labels, e.start + bom, e.reason))
     except OSError as e:
         raise UsageError('--labels %s cannot be read (%s)' % (labels, e.strerror or e))
     names = _checked_names(labels, names)
