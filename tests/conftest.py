@@ -77,3 +77,25 @@ def ancestors(op):
                 seen.add(parent.name)
                 todo.append(parent)
     return seen
+
+
+def fail_checkpoint_writes(monkeypatch, step, error):
+    """Makes every write of a checkpoint of ``step`` raise ``error``: a save, or the copy of best/'s files that
+    stands for the rolling checkpoint of a step that improved the best."""
+    import tensorflow as tf
+    from resnet_graph.training import checkpoints
+    real_save, real_copy = tf.compat.v1.train.Saver.save, checkpoints._copy
+    name = 'model.ckpt-%d' % step
+
+    def save(self, sess, prefix, *args, **kwargs):
+        if os.path.basename(prefix) == name:
+            raise error
+        return real_save(self, sess, prefix, *args, **kwargs)
+
+    def copy(source, target):
+        if os.path.basename(target).startswith(name + '.'):
+            raise error
+        return real_copy(source, target)
+
+    monkeypatch.setattr(tf.compat.v1.train.Saver, 'save', save)
+    monkeypatch.setattr(checkpoints, '_copy', copy)

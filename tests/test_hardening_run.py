@@ -10,10 +10,8 @@ import sys
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, SMALL, error_lines, run_cli
-from resnet_graph.errors import UsageError
+from conftest import ROOT, fail_checkpoint_writes, SMALL, error_lines, run_cli
 from resnet_graph.training import trainer as trainer_module
-from resnet_graph.training.run_dir import RunDir
 from test_trainer import tiny_config
 
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
@@ -207,16 +205,9 @@ def test_orphaned_tempstate_files_are_removed_at_start(run_copy):
 
 def test_a_full_disk_names_the_path_and_the_bytes_needed(tmp_path, monkeypatch):
     trainer = trainer_module.Trainer(tiny_config(tmp_path, max_steps=4, eval_every=2), log=lambda line: None)
-    real_save = tf.compat.v1.train.Saver.save
-
-    def save(self, sess, prefix, global_step=None, **kwargs):
-        if global_step == 4 and prefix == trainer.run.checkpoint_prefix:
-            raise tf.errors.ResourceExhaustedError(None, None, 'Graph execution error:\n\nDetected at node save/SaveV2'
-                                                   '\n%s-4.data-00000-of-00001.tempstate77; No space left on device'
-                                                   % prefix)
-        return real_save(self, sess, prefix, global_step=global_step, **kwargs)
-
-    monkeypatch.setattr(tf.compat.v1.train.Saver, 'save', save)
+    fail_checkpoint_writes(monkeypatch, 4, tf.errors.ResourceExhaustedError(
+        None, None, 'Graph execution error:\n\nDetected at node save/SaveV2\n%s-4.data-00000-of-00001.tempstate77; '
+        'No space left on device' % trainer.run.checkpoint_prefix))
     with pytest.raises(trainer_module.TrainingError) as raised:
         trainer.train()
     message = str(raised.value)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, error_lines, run_cli
+from conftest import ROOT, fail_checkpoint_writes, error_lines, run_cli
 from resnet_graph.training import trainer as trainer_module
 from resnet_graph.data.pipeline import EpochOrder
 from resnet_graph.nets.model import ResNet
@@ -93,14 +93,7 @@ def test_nan_policy_skip_skips_the_update_and_never_keeps_nan_weights(tmp_path):
                                    tf.errors.PermissionDeniedError(None, None, 'read-only file system')])
 def test_a_failed_save_keeps_the_earlier_checkpoints_and_says_why(error, tmp_path, monkeypatch):
     trainer = trainer_module.Trainer(tiny_config(tmp_path, max_steps=6, eval_every=2), log=lambda line: None)
-    real_save = tf.compat.v1.train.Saver.save
-
-    def save(self, sess, prefix, global_step=None, **kwargs):
-        if global_step == 4 and prefix == trainer.run.checkpoint_prefix:
-            raise error
-        return real_save(self, sess, prefix, global_step=global_step, **kwargs)
-
-    monkeypatch.setattr(tf.compat.v1.train.Saver, 'save', save)
+    fail_checkpoint_writes(monkeypatch, 4, error)
     with pytest.raises(trainer_module.TrainingError, match='cannot write a checkpoint at step 4.*earlier checkpoints'
                                                           ' are intact'):
         trainer.train()

@@ -85,14 +85,24 @@ def checkpoint_problem(prefix):
     A real read of each tensor: a data file cut short or overwritten fails it
     (the index alone loads). Answers are cached while the files stay unchanged.
     """
-    names = [n for n in glob.glob(glob.escape(prefix) + '.*') if n.endswith('.index') or '.data-' in n]
     try:
-        key = (prefix, tuple(sorted((n, os.stat(n).st_size, os.stat(n).st_mtime_ns) for n in names)))
+        key = _file_key(prefix)
     except OSError:  # deleted while we looked (a save rotating it away)
         return 'its files disappeared while being read'
     if key not in _VERIFIED:
         _VERIFIED[key] = _read_every_tensor(prefix)
     return _VERIFIED[key]
+
+
+def _file_key(prefix):
+    """(prefix, its index and data files' names, sizes and times): changes whenever a file of it does."""
+    names = [n for n in glob.glob(glob.escape(prefix) + '.*') if n.endswith('.index') or '.data-' in n]
+    return (prefix, tuple(sorted((n, os.stat(n).st_size, os.stat(n).st_mtime_ns) for n in names)))
+
+
+def mark_verified(prefix):
+    """Records checkpoint ``prefix`` as complete without reading it (this process wrote it whole)."""
+    _VERIFIED[_file_key(prefix)] = None
 
 
 def _read_every_tensor(prefix):

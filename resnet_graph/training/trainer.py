@@ -1,8 +1,8 @@
 """The training loop: session, savers, event writers, periodic batched validation, best record, resume, signals.
 
 What a crash or a kill can leave, and why every state resumes:
-- rolling checkpoints are saved after each validation; TensorFlow writes the
-  files first and the ``checkpoint`` state last, and ``RunDir.latest_checkpoint``
+- rolling checkpoints are saved after each validation, files first and the
+  ``checkpoint`` state last (checkpoints.py), and ``RunDir.latest_checkpoint``
   takes the newest checkpoint that really loads (repairing a stale state);
 - at a validation the best checkpoint and ``best.json`` are written before the
   rolling checkpoint of that step, so a resumed run repeats the validation
@@ -28,6 +28,7 @@ from resnet_graph.errors import UsageError
 from resnet_graph.data.pipeline import steps_per_epoch
 from resnet_graph.data.source import check_splits, source_options
 from resnet_graph.serving.inference import check_checkpoint, evaluate_ids
+from resnet_graph.training.checkpoints import CheckpointKeeper, CheckpointWriteError
 from resnet_graph.training.run_dir import RunDir
 
 v1 = tf.compat.v1
@@ -95,8 +96,7 @@ class Trainer(object):
             self.histogram_op = summaries.histogram_summary(self.model) if cfg.histogram_every else None
             self.config_op = summaries.config_summary(cfg)
             self.confusion = summaries.ConfusionSummary()
-            self.saver = v1.train.Saver(max_to_keep=cfg.max_to_keep)
-            self.best_saver = v1.train.Saver(max_to_keep=1)
+            self.saver = v1.train.Saver()  # checkpoints.CheckpointKeeper keeps the newest of each directory
             self.init_op = v1.global_variables_initializer()
         graph.finalize()
         return graph
@@ -117,22 +117,22 @@ class Trainer(object):
         if latest:
             check_checkpoint(latest, self.saver._var_list)
             self.saver.restore(sess, latest)
-            for saver, directory in ((self.saver, self.run.path), (self.best_saver, self.run.best_dir)):
-                paths = self.run.checkpoints(directory)
-                if paths:  # so max_to_keep also prunes the files written before the restart
-                    saver.recover_last_checkpoints(paths)
         else:
             sess.run(self.init_op)
         sess.run(self.iterator.initializer)
+        meta, run = {}, self.run  # one MetaGraphDef export for both; each keeper prunes what a restart found too
+        self.rolling, self.best_keeper = (CheckpointKeeper(self.saver, path, keep, run.checkpoints(path), meta)
+                                          for path, keep in ((run.path, self.cfg.max_to_keep), (run.best_dir, 1)))
 
-    def _save(self, saver, sess, prefix, step):
-        """Saves a checkpoint; a full disk or a read-only directory becomes a TrainingError (older files stay)."""
+    def _save(self, keeper, sess, step, source=None):
+        """Saves the checkpoint of ``step`` with ``keeper`` (as a copy of checkpoint ``source`` if given); returns
+        its prefix. A full disk or a read-only directory becomes a TrainingError (older files stay)."""
         try:
-            return saver.save(sess, prefix, global_step=step)
-        except (OSError, tf.errors.OpError) as e:
+            return keeper.copy(source, step) if source else keeper.save(sess, step)
+        except CheckpointWriteError as e:
             raise TrainingError('cannot write a checkpoint at step %d in %s: %s; the earlier checkpoints are '
                                 'intact: free space or fix permissions, then run the same command to resume'
-                                % (step, os.path.dirname(prefix), lifecycle.save_failure(e, saver, prefix)))
+                                % (step, keeper.directory, e))
 
     def _validate(self, sess, step, writer, best):
         """Evaluates the validation split; saves best/ and best.json on improvement. Returns the best record."""
@@ -141,7 +141,7 @@ class Trainer(object):
         finite = math.isfinite(metrics['loss'])
         improved = finite and (best is None or metrics['accuracy'] > best['validation_accuracy'])
         if improved:
-            path = self._save(self.best_saver, sess, self.run.join('best', 'model.ckpt'), step)
+            path = self._save(self.best_keeper, sess, step)
             best = dict(step=step, validation_accuracy=metrics['accuracy'], validation_loss=metrics['loss'],
                         checkpoint=path, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
             self.run.save_best(best)
@@ -172,7 +172,7 @@ class Trainer(object):
             return best
         kept = self.run.best_checkpoint()
         if kept and self.run.step_of(kept):
-            self.best_saver.restore(sess, kept)
+            self.saver.restore(sess, kept)
             metrics = evaluate_ids(sess, self.model, self.loader, self.loader.validation_ids)
             best = dict(step=self.run.step_of(kept), validation_accuracy=metrics['accuracy'],
                         validation_loss=metrics['loss'], checkpoint=kept, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
@@ -223,7 +223,7 @@ class Trainer(object):
                     except summaries.EventWriteError as e:  # must not hide why training stopped
                         self.run.warn(e)
             if stop.received:
-                path = self._save(self.saver, sess, run.checkpoint_prefix, step)
+                path = self._save(self.rolling, sess, step)
                 self.log('stopped by signal %d at step %d: saved %s; run the same command to resume (events: '
                          'tensorboard --logdir %s)'
                          % (stop.received, step, path, run.path))
@@ -268,7 +268,8 @@ class Trainer(object):
                 window_start, window_first = now, step
             if crossed(before, step, self.eval_every):
                 best = self._validate(sess, step, eval_writer, best)
-                self._save(self.saver, sess, self.run.checkpoint_prefix, step)
+                just_saved = best is not None and best['step'] == step  # best/ holds this step: copy its files
+                self._save(self.rolling, sess, step, self.best_keeper.prefix(step) if just_saved else None)
         self._after_loop(sess)
         return step, best
 
@@ -300,7 +301,7 @@ class Trainer(object):
         if not message:
             return
         step = int(sess.run(self.global_step))
-        path = self._save(self.saver, sess, self.run.checkpoint_prefix, step)
+        path = self._save(self.rolling, sess, step)
         raise TrainingError('%s (stopped at step %d, saved %s; run the same command to resume)' % (message, step, path))
 
     def _check_loss(self, loss, applied, step):
@@ -330,7 +331,7 @@ class Trainer(object):
         if best is None:
             raise TrainingError('no finite validation result was ever reached, so there is no best checkpoint '
                                 'in %s' % run.best_dir)
-        self.best_saver.restore(sess, run.best_checkpoint())
+        self.saver.restore(sess, run.best_checkpoint())
         test = evaluate_ids(sess, self.model, self.loader, self.loader.test_ids)
         if self.skipped:
             self.log('%d updates were skipped for a non-finite loss' % self.skipped)
