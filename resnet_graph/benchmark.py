@@ -96,6 +96,8 @@ def measure(spec):
     flops = passes * repeats[0][1]['forward_flops']
     report = dict(spec, images_per_sec=rate, first_step_s=median([o['first_step_s'] for _, o, _ in repeats]),
                   peak_rss_mb=median([o['peak_rss_mb'] for _, o, _ in repeats]), gflops=rate * flops / 1e9,
+                  op_seconds={name: median([o['op_seconds'][name] for _, o, _ in repeats])
+                              for name in repeats[0][1]['op_seconds']},
                   matmul_gflops=matmul, fraction_of_matmul=rate * flops / 1e9 / matmul,
                   keras_images_per_sec=None, keras_setting=None, ratio=None, keras_first_step_s=None,
                   keras_peak_rss_mb=None, cpu_allocator=allocator(worker_env('ours')), keras_cpu_allocator=None,

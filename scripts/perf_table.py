@@ -23,7 +23,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKERS = {'summary': ('<!-- perf_table:summary -->', '<!-- /perf_table:summary -->'),
-           'details': ('<!-- perf_table:details -->', '<!-- /perf_table:details -->')}
+           'details': ('<!-- perf_table:details -->', '<!-- /perf_table:details -->'),
+           'ops': ('<!-- perf_table:ops -->', '<!-- /perf_table:ops -->')}
 REQUIRED = ('depth', 'image_size', 'batch_size', 'mode', 'images_per_sec', 'steps', 'warmup')
 # Flags written into every reproducing command; the others only where a result differs from the benchmark's
 # default (read from its flag definitions, the one place they live).
@@ -155,6 +156,25 @@ def details(results):
     return '\n'.join(out).rstrip('\n')
 
 
+def ops(results):
+    """The markdown of docs/performance.md's op breakdown: per result with a traced step (``op_seconds``), each op
+    class's share of the summed op time, and that sum over the step's wall time (above 1: ops overlapped)."""
+    traced = [(name, r) for name, r in results if r.get('op_seconds')]
+    if not traced:
+        return 'No result with a traced step yet.'
+    sys.path.insert(0, ROOT)
+    from resnet_graph.bench.op_classes import NAMES
+    header = ['ResNet', 'mode', 'image', 'batch', 'dtype', 'CPU'] + list(NAMES) + ['op time / step', 'file']
+    rows = []
+    for name, r in traced:
+        seconds = r['op_seconds']
+        total = sum(seconds.values()) or 1.0
+        rows.append([str(r['depth']), r['mode'], str(r['image_size']), str(r['batch_size']), r.get('dtype', 'float32'),
+                     cpu(r)] + ['%.0f %%' % (100.0 * seconds.get(k, 0.0) / total) for k in NAMES]
+                    + ['%.2f' % (total * r['images_per_sec'] / r['batch_size']), '`%s`' % name])
+    return '\n'.join(table(header, rows))
+
+
 def summary(results):
     """The markdown of README.md: the latest result of each configuration and CPU, with its command."""
     if not results:
@@ -192,13 +212,18 @@ def update(results_dir, readme, performance, check=False):
     ``check``, the paths that would change, nothing written)."""
     results = load_results(results_dir)
     texts = {}
-    for path, which, body in ((performance, 'details', details(results)), (readme, 'summary', summary(results))):
+    parts = {performance: (('details', details(results)), ('ops', ops(results))),
+             readme: (('summary', summary(results)),)}
+    for path, bodies in parts.items():
         try:
             with open(path) as f:
                 old = f.read()
         except OSError as e:
             raise InputError('cannot read %s: %s' % (path, e.strerror))
-        texts[path] = (old, replace_between(old, which, body, path))  # both checked before either is written
+        new = old
+        for which, body in bodies:
+            new = replace_between(new, which, body, path)
+        texts[path] = (old, new)  # every file checked before any is written
     changed = [path for path, (old, new) in texts.items() if new != old]
     for path in changed if not check else ():
         write_atomic(path, texts[path][1])

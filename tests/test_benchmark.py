@@ -5,6 +5,7 @@ import pytest
 
 from conftest import error_lines, run_cli
 from resnet_graph.fastconv import cpu
+from resnet_graph.bench import op_classes
 from resnet_graph.bench.worker import forward_flops
 
 pytestmark = pytest.mark.slow  # benchmark processes, Keras included
@@ -38,6 +39,24 @@ def test_benchmark_json_has_every_field_with_sane_values(monkeypatch):
     # Keras on TensorFlow's default, as its users run it.
     ours = 'default' if cpu.has_avx512() else 'bfc'
     assert (report['cpu_allocator'], report['keras_cpu_allocator']) == (ours, 'default')
+    # The traced step: every class present; a ResNet-18 step runs convolutions, batch norm and Adam.
+    assert set(report['op_seconds']) == set(op_classes.NAMES)
+    assert min(report['op_seconds'][k] for k in ('convolution', 'batch norm', 'optimizer')) > 0
+
+
+def test_op_time_is_summed_per_class_with_onednn_kernels_named_as_their_op():
+    from tensorflow.core.framework.step_stats_pb2 import StepStats
+    stats = StepStats()
+    device = stats.dev_stats.add(device='/job:localhost/replica:0/task:0/device:CPU:0')
+    for label, micros in (('a = _MklNativeConv2D(x, k)', 3000), ('b = Conv2DBackpropFilter(x, k, g)', 1000),
+                          ('c = _MklNativeFusedBatchNormV3(a)', 500), ('d = ResourceApplyAdam(v)', 250),
+                          ('e = _MklMatMul(a, w)', 125), ('f = Relu(c)', 100), ('g = _Recv()', 20),
+                          ('h = MysteryOp(a)', 5)):
+        device.node_stats.add(node_name=label.split(' =')[0], timeline_label=label, all_end_rel_micros=micros)
+    device.node_stats.add(node_name='_SOURCE', all_end_rel_micros=2)  # no label: its node name is its type
+    assert op_classes.seconds_by_class(stats) == pytest.approx(
+        {'convolution': 0.004, 'matmul': 0.000125, 'batch norm': 0.0005, 'pooling': 0.0, 'optimizer': 0.00025,
+         'layout and copies': 0.00002, 'elementwise and reductions': 0.0001, 'other': 0.000007})
 
 
 @pytest.mark.parametrize('args,message', [
@@ -65,7 +84,8 @@ def test_repeats_report_medians_and_the_median_of_each_repeats_own_ratio(monkeyp
             return {'matmul_gflops': next(matmul)}
         side = 'ours' if spec['kind'] == 'ours' else ('jit_compile' if spec['xla'] else 'default')
         step = next(seconds[side])
-        return dict(seconds_per_step=step, first_step_s=10 * step, peak_rss_mb=100 * step, forward_flops=1e9)
+        result = dict(seconds_per_step=step, first_step_s=10 * step, peak_rss_mb=100 * step, forward_flops=1e9)
+        return dict(result, op_seconds={'convolution': step, 'other': step / 2}) if side == 'ours' else result
 
     monkeypatch.setattr(benchmark, 'run_worker', fake_worker)
     spec = dict(batch_size=8, mode='train', xla='off', compare='keras', repeats=3)
@@ -80,3 +100,4 @@ def test_repeats_report_medians_and_the_median_of_each_repeats_own_ratio(monkeyp
     assert [row['ratio'] for row in report['by_repeat']] == [3.0, 1.5, 3.0]  # default's 3, 3, 12 against 1, 2, 4
     assert report['ratio'] == 3.0  # not 4 / (8 / 3) = 1.5: each repeat's ratio pairs processes run close in time
     assert [row['matmul_gflops'] for row in report['by_repeat']] == [100.0, 300.0, 200.0]
+    assert report['op_seconds'] == {'convolution': 2.0, 'other': 1.0}  # each class's median over the repeats

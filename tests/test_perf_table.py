@@ -15,7 +15,9 @@ RESNET50 = dict(MACHINE, depth=50, image_size=32, batch_size=128, mode='train', 
                 fold_bn='off', dtype='float32', steps=6, warmup=2, repeats=3, images_per_sec=289.61,
                 fraction_of_matmul=0.7012, keras_images_per_sec=174.93, keras_setting='default', ratio=1.6556,
                 first_step_s=8.43, keras_first_step_s=21.8, peak_rss_mb=1743.2, keras_peak_rss_mb=1784.0,
-                commit='034e5fc' + '0' * 33, load_average=[0.4, 1.2], measured_at='2026-12-02T15:00:00Z')
+                commit='034e5fc' + '0' * 33, load_average=[0.4, 1.2], measured_at='2026-12-02T15:00:00Z',
+                op_seconds={'convolution': 0.5, 'matmul': 0.25, 'batch norm': 0.1, 'pooling': 0.0, 'optimizer': 0.05,
+                            'layout and copies': 0.05, 'elementwise and reductions': 0.04, 'other': 0.01})
 INFER = dict(MACHINE, depth=50, image_size=224, batch_size=32, mode='infer', channels=3, num_classes=10,
              data='synthetic', dataset='digits', data_dir='', compare='', xla='off', conv='shape_aware', fold_bn='on',
              dtype='bfloat16', steps=4, warmup=1, repeats=1, images_per_sec=6.5212, fraction_of_matmul=0.96,
@@ -23,7 +25,8 @@ INFER = dict(MACHINE, depth=50, image_size=224, batch_size=32, mode='infer', cha
              peak_rss_mb=1212.0, keras_peak_rss_mb=None, commit='abcdef0123' + '0' * 30 + '-dirty',
              load_average=3.4, measured_at='2026-12-03T10:00:00Z')
 README = '# x\n\nbefore\n<!-- perf_table:summary -->\nold table\n<!-- /perf_table:summary -->\nafter\n'
-PERFORMANCE = 'intro\n<!-- perf_table:details -->\n<!-- /perf_table:details -->\nend\n'
+PERFORMANCE = ('intro\n<!-- perf_table:details -->\n<!-- /perf_table:details -->\nops\n<!-- perf_table:ops -->\n'
+               '<!-- /perf_table:ops -->\nend\n')
 
 
 def write(path, text):
@@ -82,6 +85,13 @@ def test_tables_are_generated_row_for_row_between_the_markers(tmp_path):
         '| `r50_infer.json` |',
         '| 50 | train | 32 | 128 | float32 | 289.6 (70 %) | 174.9 (default) | 1.66x | 8.4 / 21.8 | 1,743 / 1,784 | 3 '
         '| 0.4 / 1.2 | 034e5fc | `r50_train.json` |']
+    # The op classes' shares of the traced step (only the result that has one), and op time over wall time.
+    assert between(read(tmp_path / 'performance.md'), '<!-- perf_table:ops -->', '<!-- /perf_table:ops -->') == [
+        '| ResNet | mode | image | batch | dtype | CPU | convolution | matmul | batch norm | pooling | optimizer '
+        '| layout and copies | elementwise and reductions | other | op time / step | file |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '| 50 | train | 32 | 128 | float32 | AMD EPYC (family 25, model 17), 2 cores | 50 % | 25 % | 10 % | 0 % '
+        '| 5 % | 5 % | 4 % | 1 % | 2.26 | `r50_train.json` |']
     # Generated, so a second run changes nothing and --check agrees.
     assert run(*args).stdout == '' and run('--check', *args).returncode == 0
 

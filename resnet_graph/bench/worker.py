@@ -14,6 +14,8 @@ import statistics
 import sys
 import time
 
+from resnet_graph.bench import op_classes
+
 STARTED = time.time()  # before TensorFlow is imported: first_step_s includes the import, for both sides
 
 
@@ -99,9 +101,12 @@ def run_ours(spec):
         with v1.Session(config=session_config(spec['xla'])) as sess:
             sess.run([v1.global_variables_initializer(), v1.local_variables_initializer()])
             median, first = timed(lambda: sess.run(op), spec['steps'], spec['warmup'])
-    peak = peak_rss_mb()  # before the counting graph below
+            peak = peak_rss_mb()  # before the traced step and the counting graph below
+            trace = v1.RunMetadata()
+            sess.run(op, options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE), run_metadata=trace)
     flops = forward_flops(spec['depth'], spec['image_size'], spec['channels'], spec['num_classes'])
-    return dict(seconds_per_step=median, first_step_s=first, peak_rss_mb=peak, forward_flops=flops)
+    return dict(seconds_per_step=median, first_step_s=first, peak_rss_mb=peak, forward_flops=flops,
+                op_seconds=op_classes.seconds_by_class(trace.step_stats))
 
 
 def keras_resnet(depth, image_size, channels, num_classes):
