@@ -101,3 +101,12 @@ def test_repeats_report_medians_and_the_median_of_each_repeats_own_ratio(monkeyp
     assert report['ratio'] == 3.0  # not 4 / (8 / 3) = 1.5: each repeat's ratio pairs processes run close in time
     assert [row['matmul_gflops'] for row in report['by_repeat']] == [100.0, 300.0, 200.0]
     assert report['op_seconds'] == {'convolution': 2.0, 'other': 1.0}  # each class's median over the repeats
+
+
+@pytest.mark.slow
+def test_the_real_data_pipeline_feeds_every_timed_step_and_the_traced_one():
+    result = run_cli('benchmark', '--depth', 18, '--image_size', 32, '--batch_size', 16, '--steps', 2, '--warmup', 1,
+                     '--data', 'real', '--dataset', 'digits', '--json')
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report['data'] == 'real' and report['images_per_sec'] > 0 and report['op_seconds']['convolution'] > 0

@@ -67,7 +67,7 @@ def real_batch(spec):
     import tensorflow as tf
     from data_loader import DataLoader
     loader = DataLoader(spec['dataset'], spec['data_dir'], spec['image_size'])
-    total = spec['warmup'] + spec['steps']
+    total = spec['warmup'] + spec['steps'] + 1  # and the traced step after them
     iterator = tf.compat.v1.data.make_one_shot_iterator(loader.train_dataset(spec['batch_size'], 0, 0, total))
     images, labels = iterator.get_next()
     return images, labels, loader
