@@ -24,7 +24,7 @@ import tensorflow as tf
 from resnet_graph.training import finetune
 from resnet_graph.errors import UsageError
 from resnet_graph.fastconv.policy import ConvPolicy
-from resnet_graph.cluster import DEVICE_PATTERN
+from resnet_graph.training.tf_config import DEVICE_PATTERN
 from resnet_graph.nets.model import classifier_outputs
 
 v1 = tf.compat.v1
