@@ -6,6 +6,7 @@ import json
 import os
 import re
 
+import pytest
 from absl import flags
 
 import config
@@ -131,3 +132,25 @@ def test_old_and_imported_config_json_load_and_write_back_key_for_key(tmp_path):
     (tmp_path / 'config.json').write_text(json.dumps(imported))
     cfg = run.load_config()
     assert cfg.dataset is None and cfg.preprocessing == 'caffe' and cfg.extra == {'future_key': 7}
+
+
+@pytest.mark.parametrize('name', ['mnist', 'cifar10', 'folder', 'tfrecord'])
+def test_a_source_loaded_without_options_takes_the_configuration_defaults(tmp_path, name):
+    # load_source's options left out are config.py's: the train command's split (split_seed, validation_fraction),
+    # image size and pixel cap, whatever loads the data set (DataLoader, a library user).
+    import numpy as np
+    import test_sources
+    from resnet_graph.data.source import load_source, source_options
+    make = {'mnist': lambda: test_sources.make_mnist(tmp_path, n_train=200),
+            'cifar10': lambda: test_sources.make_cifar_python(tmp_path, per_batch=100),
+            'folder': lambda: test_sources.make_folder(tmp_path, per_class=20),
+            'tfrecord': lambda: test_sources.make_tfrecords(tmp_path, per_file=40)}
+    make[name]()
+    alone = load_source(name, str(tmp_path))
+    configured = load_source(name, str(tmp_path), image_size=config.TRAIN['image_size'],
+                             **source_options(config.RunConfig()))
+    assert len(alone.splits['validation']) > 1
+    for split in ('train', 'validation', 'test'):
+        np.testing.assert_array_equal(alone.splits[split], configured.splits[split], err_msg=split)
+    if name in ('folder', 'tfrecord'):
+        assert (alone.image_size, alone.max_pixels) == (config.TRAIN['image_size'], config.TRAIN['max_image_pixels'])
