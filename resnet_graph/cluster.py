@@ -1,4 +1,4 @@
-"""The scaling-out flags' checks, and a whole cluster as local processes (TF_CONFIG: ``training/tf_config.py``).
+"""TF_CONFIG, the scaling-out flags, and a whole cluster as local processes.
 
 ``python -m resnet_graph.cluster --ps 1 --workers 2 -- <train flags>`` starts
 one ``python -m resnet_graph.train <train flags>`` per task on free loopback
@@ -11,7 +11,8 @@ was stopped: SIGTERM after ``--grace_secs``, then SIGKILL); Ctrl-C passes
 SIGINT to the chief and the workers (the chief saves a checkpoint) and
 stops the parameter servers; SIGTERM stops every task.
 
-Nothing here imports TensorFlow: the flags are checked before it loads.
+Nothing here imports TensorFlow: TF_CONFIG (``training/tf_config.py``) and the
+flags are checked before it loads.
 """
 import json
 import os
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 
+import config
 from resnet_graph.errors import require
 from resnet_graph.training.tf_config import DEVICE_PATTERN, Task
 
@@ -98,7 +100,7 @@ def _stop(processes, sig):
             process.send_signal(sig)
 
 
-def launch(ps, workers, train_args, grace_secs=30.0):
+def launch(ps, workers, train_args, grace_secs):
     """Runs the cluster to its end; returns the chief's exit code (see the module docstring)."""
     cluster = local_cluster(ps, workers)
     env = dict(os.environ)
@@ -168,10 +170,11 @@ def main(args):
 
 def cli_main():
     from absl import flags
-    from resnet_graph import cli  # here: the library modules that import this one never load cli
-    flags.DEFINE_integer('ps', 1, 'Parameter servers.')
-    flags.DEFINE_integer('workers', 2, 'Compute tasks: the chief and N - 1 workers.')
-    flags.DEFINE_float('grace_secs', 30.0, 'After the chief ends, how long the other tasks get to exit by '
+    from resnet_graph import cli
+    defaults = config.COMMANDS['cluster']
+    flags.DEFINE_integer('ps', defaults['ps'], 'Parameter servers.')
+    flags.DEFINE_integer('workers', defaults['workers'], 'Compute tasks: the chief and N - 1 workers.')
+    flags.DEFINE_float('grace_secs', defaults['grace_secs'], 'After the chief ends, how long the other tasks get to exit by '
                        'themselves before they are stopped.')
     cli.run('resnet_graph.cluster', main)
 

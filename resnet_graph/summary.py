@@ -15,12 +15,14 @@ counted, as in the usual figures (torchvision's 4.09 G for ResNet-50).
 import json
 import re
 
+import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.nets import variants
 from resnet_graph.errors import UsageError, require, require_directory
 
 FLAGS = run_flags.FLAGS
+DEFAULTS = config.COMMANDS['summary']  # the network summarize counts unless told: the command's
 # The legacy variant's names -> the rows of the table.
 _LEGACY_ROWS = ((r'First_Conv', 'stem'), (r'max_pool', 'stem'), (r'dense/', 'head'))
 _SLIM_ROWS = {'conv1': 'stem', 'pool1': 'stem', 'postnorm': 'post_norm', 'logits': 'head', 'pool5': 'head'}
@@ -54,7 +56,8 @@ def _macs(op):
     return positions * kernel[0] * kernel[1] * kernel[2] * kernel[3]
 
 
-def summarize(depth, image_size=224, channels=3, num_classes=1000, **options):
+def summarize(depth, image_size=DEFAULTS['image_size'], channels=DEFAULTS['channels'],
+              num_classes=DEFAULTS['num_classes'], **options):
     """Builds the network in its own graph and counts.
 
     Args:
