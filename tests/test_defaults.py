@@ -269,8 +269,8 @@ def test_every_flag_takes_its_default_from_config():
 
 def test_summarize_counts_the_summary_commands_network_unless_told():
     import ast
-    from resnet_graph.summary import summarize
-    written = function_defaults('summary.py', 'summarize')
+    from resnet_graph.nets.counts import summarize
+    written = function_defaults('nets/counts.py', 'summarize')
     assert not [name for name, node in written.items() if isinstance(node, ast.Constant)]
     parameters = inspect.signature(summarize).parameters
     assert {name: parameters[name].default for name in written} == {
