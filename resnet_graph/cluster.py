@@ -174,8 +174,8 @@ def cli_main():
     defaults = config.COMMANDS['cluster']
     flags.DEFINE_integer('ps', defaults['ps'], 'Parameter servers.')
     flags.DEFINE_integer('workers', defaults['workers'], 'Compute tasks: the chief and N - 1 workers.')
-    flags.DEFINE_float('grace_secs', defaults['grace_secs'], 'After the chief ends, how long the other tasks get to exit by '
-                       'themselves before they are stopped.')
+    flags.DEFINE_float('grace_secs', defaults['grace_secs'], 'After the chief ends, how long the other tasks get '
+                       'to exit by themselves before they are stopped.')
     cli.run('resnet_graph.cluster', main)
 
 

@@ -179,7 +179,7 @@ def _define_float_list(name, default, help_text):
 
 
 def define_recipe():
-    """The training-recipe and fine-tuning flags of train (resnet_graph/training/optim.py, schedules.py, finetune.py)."""
+    """The training-recipe and fine-tuning flags of train (resnet_graph/training/: optim, schedules, finetune)."""
     flags.DEFINE_enum('optimizer', T['optimizer'], ['adam', 'momentum', 'adamw'], 'adam (legacy default), '
                       'momentum (SGD with momentum) or adamw (Adam + decoupled weight decay on kernels).')
     flags.DEFINE_float('momentum', T['momentum'], 'Momentum of --optimizer momentum.')
