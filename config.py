@@ -68,7 +68,7 @@ class RunConfig:
     download: bool = False          # fetch mnist / fashion_mnist / cifar10 / cifar100 when missing
     max_image_pixels: int = 40000000  # an image file whose header says more is refused before decoding
     data_roots: List[str] = _empty()  # directories a CSV manifest's paths may point into besides its own
-    # Training recipe (resnet_graph/training/optim.py): optimizer, schedule, regularisers.
+    # Training recipe (resnet_graph/training/optim.py, schedules.py): optimizer, schedule, regularisers.
     optimizer: str = 'adam'         # adam (legacy), momentum, adamw
     momentum: float = 0.9           # of --optimizer momentum
     nesterov: bool = False          # Nesterov momentum (needs --optimizer momentum)
@@ -141,6 +141,22 @@ FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
 # Every train flag's default (the fields that are not recorded from the data), for the flags and old scripts.
 TRAIN = {f.name: getattr(RunConfig(), f.name) for f in dataclasses.fields(RunConfig) if 'record' not in f.metadata}
 
+# The other commands' flag defaults, by the flags.py group (``define_<group>``) that defines them; a flag of theirs
+# that is not here has no default (None: required, or the run's own). restore: evaluate's, predict's and export's.
+COMMANDS = dict(
+    restore=dict(checkpoint='best', json=False),
+    evaluate=dict(split='test', data_dir=''),
+    predict=dict(top_k=3),
+    plot=dict(out='curves.png'),
+    summary=dict(depth=50, image_size=224, channels=3, num_classes=1000, json=False),  # ImageNet's ResNet-50
+    benchmark=dict(depth=50, image_size=32, batch_size=128, channels=3, num_classes=10, mode='train',
+                   data='synthetic', dataset=TRAIN['dataset'], data_dir=TRAIN['data_dir'], steps=10, warmup=3,
+                   repeats=1, compare='', xla='off', json=False),
+    import_keras=dict(image_size=224),
+    import_checkpoint=dict(depth=50, image_size=224, moving_averages=False),
+    cluster=dict(ps=1, workers=2, grace_secs=30.0),
+)
+
 EVAL_BATCH_SIZE = 128
 # evaluate --json includes the confusion matrix for networks of up to this many classes (CIFAR-100's 100 fit);
 # a 1000-class one would be a million numbers, so it needs --confusion.
@@ -172,6 +188,10 @@ WHOLE_MAP_MIN_BATCH = 32
 # 'auto' where the CPU lacks AVX-512 (resnet_graph.fastconv.cpu), 'on', 'off' (TensorFlow's Conv2DBackpropInput /
 # Conv2DBackpropFilter), which are the faster ones on AVX-512 CPUs (docs/performance.md).
 FORWARD_CONV_GRADIENTS = 'auto'
+
+# TF-Slim's and official r1's batch-norm decay: an imported run of those families records it as its bn_momentum,
+# and ResNet(variant='official_v1' / 'official_v2') takes it when bn_momentum is not given.
+CHECKPOINT_BN_MOMENTUM = 0.997
 
 # Fixed, stratified split of the embedded digits (fractions of each class).
 DIGITS_SPLIT = dict(validation=0.15, test=0.15, seed=20240601)

@@ -65,14 +65,20 @@ def define_scale_out():
                          '(SyncReplicasOptimizer over every worker); default asynchronous.')
 
 
+def define_network_shape(defaults, channels_help, classes_help):
+    """--depth, --image_size, --channels and --num_classes of summary and benchmark, from their ``defaults``."""
+    flags.DEFINE_integer('depth', defaults['depth'], 'ResNet depth: 18, 34, 50, 101, 152, or 6n+2 (CIFAR-style).')
+    flags.DEFINE_integer('image_size', defaults['image_size'], 'Side of the square input images.')
+    flags.DEFINE_integer('channels', defaults['channels'], channels_help)
+    flags.DEFINE_integer('num_classes', defaults['num_classes'], classes_help)
+
+
 def define_summary():
     """Flags of resnet_graph.summary: the network's shape and its variants."""
     from resnet_graph.nets import variants
-    flags.DEFINE_integer('depth', 50, 'ResNet depth: 18, 34, 50, 101, 152, or 6n+2 (CIFAR-style).')
-    flags.DEFINE_integer('image_size', 224, 'Side of the square input images.')
-    flags.DEFINE_integer('channels', 3, 'Input channels.')
-    flags.DEFINE_integer('num_classes', 1000, 'Classes of the dense head.')
-    flags.DEFINE_boolean('json', False, 'Print one JSON document instead of the table.')
+    d = config.COMMANDS['summary']
+    define_network_shape(d, 'Input channels.', 'Classes of the dense head.')
+    flags.DEFINE_boolean('json', d['json'], 'Print one JSON document instead of the table.')
     flags.DEFINE_string('model_dir', None, 'Summarise this run directory\'s network (its config.json gives the '
                         'depth, variant, image size, channels and classes; read only).')
     define_architecture(variants.DEFAULTS)
@@ -80,29 +86,31 @@ def define_summary():
 
 def define_import_keras():
     """Flags of resnet_graph.import_keras."""
+    d = config.COMMANDS['import_keras']
     flags.DEFINE_enum('model', None, ['resnet50', 'resnet101', 'resnet152'], 'Which keras.applications ResNet '
                       'the file holds.')
     flags.DEFINE_string('weights', None, 'The Keras file: .keras, .h5 (full model or weights) or .weights.h5.')
     flags.DEFINE_string('model_dir', None, 'The run directory to write (must not hold a run).')
-    flags.DEFINE_integer('image_size', 224, 'Image side recorded for evaluate and predict (Keras: 224).')
+    flags.DEFINE_integer('image_size', d['image_size'], 'Image side recorded for evaluate and predict (Keras: 224).')
     flags.DEFINE_string('labels', None, 'A file of class names, one a line (default: the class indices).')
     flags.mark_flag_as_required('model')
 
 
 def define_import_checkpoint():
     """Flags of resnet_graph.import_checkpoint."""
+    d = config.COMMANDS['import_checkpoint']
     flags.DEFINE_enum('variant', None, ['slim_v1', 'slim_v2', 'official_v1', 'official_v2'], 'The family of '
                       'the checkpoint: TF-Slim resnet_v1/v2 or tensorflow/models official r1 v1.5/v2.')
-    flags.DEFINE_integer('depth', 50, 'ResNet depth: 50, 101 or 152 (official: also 18, 34).')
+    flags.DEFINE_integer('depth', d['depth'], 'ResNet depth: 50, 101 or 152 (official: also 18, 34).')
     flags.DEFINE_string('checkpoint', None, 'The checkpoint: its prefix (the path without .index), one of its '
                         'files, a V1 file (resnet_v1_50.ckpt), a directory holding one, or a SavedModel directory.')
     flags.DEFINE_string('model_dir', None, 'The run directory to write (must not hold a run).')
     flags.DEFINE_integer('num_classes', None, 'Classifier width (default: the family\'s 1000 or 1001).')
     flags.DEFINE_string('labels', None, 'A file of class names, one a line (default: the class indices).')
-    flags.DEFINE_integer('image_size', 224, 'Image side recorded for evaluate, predict and export.')
-    flags.DEFINE_boolean('moving_averages', False, 'Import the ExponentialMovingAverage shadows of the weights '
-                         '(V/ExponentialMovingAverage, as slim\'s evaluation restored them) instead of their raw '
-                         'values.')
+    flags.DEFINE_integer('image_size', d['image_size'], 'Image side recorded for evaluate, predict and export.')
+    flags.DEFINE_boolean('moving_averages', d['moving_averages'], 'Import the ExponentialMovingAverage shadows of '
+                         'the weights (V/ExponentialMovingAverage, as slim\'s evaluation restored them) instead of '
+                         'their raw values.')
     flags.mark_flag_as_required('variant')
 
 
@@ -171,7 +179,7 @@ def _define_float_list(name, default, help_text):
 
 
 def define_recipe():
-    """The training-recipe and fine-tuning flags of train (resnet_graph/training/optim.py, finetune.py)."""
+    """The training-recipe and fine-tuning flags of train (resnet_graph/training/: optim, schedules, finetune)."""
     flags.DEFINE_enum('optimizer', T['optimizer'], ['adam', 'momentum', 'adamw'], 'adam (legacy default), '
                       'momentum (SGD with momentum) or adamw (Adam + decoupled weight decay on kernels).')
     flags.DEFINE_float('momentum', T['momentum'], 'Momentum of --optimizer momentum.')
@@ -197,26 +205,29 @@ def define_recipe():
 
 
 def define_restore():
+    d = config.COMMANDS['restore']
     flags.DEFINE_string('model_dir', None, 'Run directory written by resnet_graph.train.')
-    flags.DEFINE_string('checkpoint', 'best', 'best, latest, or a checkpoint path.')
-    flags.DEFINE_boolean('json', False, 'Print one JSON document instead of text.')
+    flags.DEFINE_string('checkpoint', d['checkpoint'], 'best, latest, or a checkpoint path.')
+    flags.DEFINE_boolean('json', d['json'], 'Print one JSON document instead of text.')
 
 
 def define_evaluate():
+    d = config.COMMANDS['evaluate']
     define_restore()
-    flags.DEFINE_enum('split', 'test', ['test', 'validation', 'train'], 'Which split to evaluate.')
+    flags.DEFINE_enum('split', d['split'], ['test', 'validation', 'train'], 'Which split to evaluate.')
     flags.DEFINE_string('dataset', None, 'Evaluate on this data set instead of the run\'s own (an imported run '
                         'has none), read with the run\'s image size and preprocessing.')
-    flags.DEFINE_string('data_dir', '', 'Where --dataset lives (unused for digits); alone: where the run\'s own '
-                        'data set lives now.')
+    flags.DEFINE_string('data_dir', d['data_dir'], 'Where --dataset lives (unused for digits); alone: where the '
+                        'run\'s own data set lives now.')
     flags.DEFINE_boolean('confusion', None, 'With --json: the confusion matrix (default: for runs of up to %d '
                          'classes; --confusion for any, --noconfusion for none).' % config.CONFUSION_MAX_CLASSES)
 
 
 def define_predict():
+    d = config.COMMANDS['predict']
     define_restore()
     define_max_image_pixels()
-    flags.DEFINE_integer('top_k', 3, 'Classes listed per file.')
+    flags.DEFINE_integer('top_k', d['top_k'], 'Classes listed per file.')
 
 
 def define_export():
@@ -228,30 +239,29 @@ def define_export():
 
 
 def define_plot():
+    d = config.COMMANDS['plot']
     flags.DEFINE_multi_string('model_dir', None, 'Run directory; repeat it to compare runs on one figure.')
-    flags.DEFINE_string('out', 'curves.png', 'The figure (PNG) to write.')
+    flags.DEFINE_string('out', d['out'], 'The figure (PNG) to write.')
 
 
 def define_benchmark():
-    flags.DEFINE_integer('depth', 50, 'ResNet depth: 18, 34, 50, 101, 152, or 6n+2 (CIFAR-style).')
-    flags.DEFINE_integer('image_size', 32, 'Side of the square input images.')
-    flags.DEFINE_integer('batch_size', 128, 'Batch size.')
-    flags.DEFINE_integer('channels', 3, 'Input channels of the synthetic images.')
-    flags.DEFINE_integer('num_classes', 10, 'Classes of the synthetic labels.')
-    flags.DEFINE_enum('mode', 'train', ['train', 'infer'], 'Time training steps or inference.')
-    flags.DEFINE_enum('data', 'synthetic', ['synthetic', 'real'], 'synthetic: random tensors held in the graph; '
+    d = config.COMMANDS['benchmark']
+    define_network_shape(d, 'Input channels of the synthetic images.', 'Classes of the synthetic labels.')
+    flags.DEFINE_integer('batch_size', d['batch_size'], 'Batch size.')
+    flags.DEFINE_enum('mode', d['mode'], ['train', 'infer'], 'Time training steps or inference.')
+    flags.DEFINE_enum('data', d['data'], ['synthetic', 'real'], 'synthetic: random tensors held in the graph; '
                       'real: --dataset through the training pipeline (ours only).')
-    flags.DEFINE_string('dataset', 'digits', 'The data set of --data real.')
-    flags.DEFINE_string('data_dir', '', 'Where that data set lives.')
-    flags.DEFINE_integer('steps', 10, 'Timed steps (the median is reported).')
-    flags.DEFINE_integer('warmup', 3, 'Untimed steps first.')
-    flags.DEFINE_integer('repeats', 1, 'Run the whole sequence (matmul, ours, Keras) this many times, alternated, '
-                         'and report medians: on a machine whose speed drifts, each ratio is taken between '
-                         'processes that ran minutes apart.')
-    flags.DEFINE_enum('compare', '', ['', 'keras'], 'Also time the equivalent Keras model.')
-    flags.DEFINE_enum('xla', 'off', ['off', 'on'], 'XLA auto-clustering of our graph.')
+    flags.DEFINE_string('dataset', d['dataset'], 'The data set of --data real.')
+    flags.DEFINE_string('data_dir', d['data_dir'], 'Where that data set lives.')
+    flags.DEFINE_integer('steps', d['steps'], 'Timed steps (the median is reported).')
+    flags.DEFINE_integer('warmup', d['warmup'], 'Untimed steps first.')
+    flags.DEFINE_integer('repeats', d['repeats'], 'Run the whole sequence (matmul, ours, Keras) this many times, '
+                         'alternated, and report medians: on a machine whose speed drifts, each ratio is taken '
+                         'between processes that ran minutes apart.')
+    flags.DEFINE_enum('compare', d['compare'], ['', 'keras'], 'Also time the equivalent Keras model.')
+    flags.DEFINE_enum('xla', d['xla'], ['off', 'on'], 'XLA auto-clustering of our graph.')
     flags.DEFINE_enum('conv', T['conv'], ['shape_aware', 'plain'], 'Our convolutions (as the train flag).')
     define_dtype()
     flags.DEFINE_enum('fold_bn', 'on' if config.FOLD_BN == 'on' else 'off', ['on', 'off'], '--mode infer: fold '
                       'each batch norm into the convolution before it (one convolution + bias; the same variables).')
-    flags.DEFINE_boolean('json', False, 'Print one JSON object.')
+    flags.DEFINE_boolean('json', d['json'], 'Print one JSON object.')

@@ -113,7 +113,7 @@ def _count(names, word):
     return '%d %s%s' % (len(names), word, '' if len(names) == 1 else 's')
 
 
-def checkpoint_prefix(path, depth=50):
+def checkpoint_prefix(path, depth):
     """``--checkpoint`` as users give it -> the prefix TensorFlow reads; UsageError where there is none.
 
     Takes a prefix (model.ckpt-225207), one of its files (.index, .meta, .data-00000-of-00001), a TF-Slim

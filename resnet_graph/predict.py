@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
 from resnet_graph.errors import require, require_directory
@@ -74,15 +75,14 @@ def _checked_values(array):
     return (values / 255.0 if integer else values).astype(np.float32)
 
 
-def read_image(path, preprocessor, max_pixels=None):
+def read_image(path, preprocessor, max_pixels=config.TRAIN['max_image_pixels']):
     """A file -> float32 [h, w, channels] in [0, 1]. Raises ValueError saying why it is not an image.
 
     max_pixels: the cap on the pixels an image's header may say (and, 4 bytes a pixel, on the file's size).
     """
     import tensorflow as tf
     from resnet_graph.data import images as image_bounds
-    from resnet_graph.data.files import MAX_IMAGE_PIXELS, _reason
-    max_pixels = max_pixels or MAX_IMAGE_PIXELS
+    from resnet_graph.data.files import _reason
     if path.lower().endswith('.npy'):
         return read_npy(path, preprocessor.channels, max_pixels)
     try:
@@ -96,7 +96,7 @@ def read_image(path, preprocessor, max_pixels=None):
         raise ValueError('not a readable PNG, JPEG, BMP or GIF image (%s)' % _reason(e))
 
 
-def predict_files(restored, paths, top_k, max_pixels=None):
+def predict_files(restored, paths, top_k, max_pixels=config.TRAIN['max_image_pixels']):
     """Returns one dict per path: {file, top_k: [{class, name, probability}]} or {file, error}."""
     preprocessor, model, names = restored.preprocessor, restored.model, restored.class_names
     results = []

@@ -205,7 +205,8 @@ def validate_saved(saved, path):
 def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     from resnet_graph import cluster
-    spec = cluster.from_environment()  # TF_CONFIG (several machines), checked before TensorFlow loads
+    from resnet_graph.training import tf_config
+    spec = tf_config.from_environment()  # TF_CONFIG (several machines), checked before TensorFlow loads
     cfg = resolve_config()
     cluster.validate_for_cluster(cfg, spec, asked_flags())
     from resnet_graph.training import memory

@@ -221,12 +221,47 @@ def test_a_bad_cpu_setting_in_config_is_one_line_and_exit_2(monkeypatch, capsys,
                                        "config.py\n" % name)
 
 
+LIBRARY_PACKAGES = ('nets', 'fastconv', 'training', 'data', 'serving', 'bench')
+
+
 def test_the_library_never_loads_the_command_line_modules():
-    # Library users import the model, the loop, the data and serving without the command lines' plumbing.
-    code = ('import sys; import resnet_graph.training.trainer, resnet_graph.training.distributed, '
-            'resnet_graph.serving.inference, resnet_graph.serving.imported, resnet_graph.data, data_loader; '
-            'print(sorted(m for m in ("resnet_graph.cli", "resnet_graph.flags") if m in sys.modules))')
+    # Library users import the model, the loop, the data and serving without the command lines' plumbing:
+    # every module of the library's packages, and none of resnet_graph's top-level command modules loads.
+    package = os.path.join(ROOT, 'resnet_graph')
+    commands = sorted('resnet_graph.' + name[:-3] for name in os.listdir(package)
+                      if name.endswith('.py') and name not in ('__init__.py', 'errors.py'))
+    assert {'resnet_graph.cli', 'resnet_graph.flags', 'resnet_graph.cluster', 'resnet_graph.train'} <= set(commands)
+    library = sorted('resnet_graph.%s.%s' % (sub, name[:-3]) for sub in LIBRARY_PACKAGES
+                     for name in os.listdir(os.path.join(package, sub)) if name.endswith('.py'))
+    assert {'resnet_graph.training.towers', 'resnet_graph.training.distributed'} <= set(library)
+    code = ('import importlib, sys\nfor name in %r: importlib.import_module(name)\n'
+            'print(sorted(m for m in %r if m in sys.modules))' % (library + ['data_loader'], commands))
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
     result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == '[]', result.stdout
+
+
+def test_no_library_module_imports_a_command_line_module_even_lazily():
+    # The import statements themselves, inside functions too (a lazy import loads the module when called).
+    import ast
+    package = os.path.join(ROOT, 'resnet_graph')
+    commands = {name[:-3] for name in os.listdir(package)
+                if name.endswith('.py') and name not in ('__init__.py', 'errors.py')}
+    paths = [os.path.join(package, sub, name) for sub in LIBRARY_PACKAGES
+             for name in os.listdir(os.path.join(package, sub)) if name.endswith('.py')]
+    found = []
+    for path in paths + [os.path.join(ROOT, 'data_loader.py'), os.path.join(ROOT, 'config.py')]:
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == 'resnet_graph':
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('resnet_graph.'):
+                names = [node.module.split('.')[1]]
+            elif isinstance(node, ast.Import):
+                names = [alias.name.split('.')[1] for alias in node.names if alias.name.startswith('resnet_graph.')]
+            else:
+                continue
+            found += ['%s:%d %s' % (os.path.relpath(path, ROOT), node.lineno, n) for n in names if n in commands]
+    assert found == []

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT, error_lines, run_cli
 from resnet_graph import cluster
 from resnet_graph.errors import UsageError
+from resnet_graph.training import tf_config
 
 pytestmark = pytest.mark.slow  # local clusters of ps, chief and worker processes
 
@@ -185,14 +186,14 @@ def test_bad_tf_config_is_one_line_and_exit_2(tmp_path, tf_config, message):
 ])
 def test_tf_config_validation(value, message):
     with pytest.raises(UsageError, match=re.escape(message)):
-        cluster.parse_tf_config(json.dumps(value))
+        tf_config.parse_tf_config(json.dumps(value))
 
 
 def test_tf_config_roles():
-    spec = cluster.parse_tf_config(_tf_config({'worker': ['h:1', 'h:2'], 'ps': ['h:3', 'h:4']}, 'worker', 1))
+    spec = tf_config.parse_tf_config(_tf_config({'worker': ['h:1', 'h:2'], 'ps': ['h:3', 'h:4']}, 'worker', 1))
     assert spec.compute_tasks == [('worker', 0), ('worker', 1)] and spec.replica_index == 1 and not spec.is_chief
-    assert cluster.Task(spec.cluster, 'worker', 0).is_chief  # without a chief job, worker 0 is the chief
-    assert cluster.parse_tf_config('  ') is None and cluster.from_environment({}) is None
+    assert tf_config.Task(spec.cluster, 'worker', 0).is_chief  # without a chief job, worker 0 is the chief
+    assert tf_config.parse_tf_config('  ') is None and tf_config.from_environment({}) is None
 
 
 def _ps_bytes(strategy, cfg):

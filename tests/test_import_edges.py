@@ -224,7 +224,7 @@ def test_from_run_names_the_input_it_expects(run18, images, message):
 
 @pytest.mark.slow
 def test_summary_of_a_run(run18):
-    from resnet_graph.summary import summarize
+    from resnet_graph.nets.counts import summarize
     before = sorted((p, os.stat(os.path.join(d, p)).st_mtime_ns) for d, _, files in os.walk(run18) for p in files)
     result = run_cli('summary', '--model_dir', run18, '--json')
     assert result.returncode == 0, result.stderr[-2000:]

@@ -118,7 +118,7 @@ def test_resnet_version_conflict_is_named():
 
 
 def test_summary_counts_each_row():
-    from resnet_graph.summary import summarize
+    from resnet_graph.nets.counts import summarize
     for version in (1, 2):
         summary = summarize(50, 64, 3, 1001, variant='official_v%d' % version)
         rows = {row['name']: row['params'] for row in summary['rows']}

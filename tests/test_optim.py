@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import config
 from conftest import SMALL, ancestors, error_lines, run_cli
-from resnet_graph.training import optim
+from resnet_graph.training import optim, schedules
 from resnet_graph.training import trainer as trainer_module
 from resnet_graph.nets.model import ResNet
 from test_trainer import tiny_config
@@ -22,7 +22,7 @@ def rates(cfg, steps, steps_per_epoch=10, total_steps=100):
     """The learning rate of ``cfg`` at each global step in ``steps`` (the step variable assigned, then read)."""
     with tf.Graph().as_default():
         step = v1.train.get_or_create_global_step()
-        lr = optim.learning_rate(config.RunConfig.defaults(**dict(dict(
+        lr = schedules.learning_rate(config.RunConfig.defaults(**dict(dict(
             learning_rate=0.1, learning_decay_rate=0.5, learning_decay_steps=30), **cfg)), step, steps_per_epoch,
             total_steps)
         assert lr.op.name == 'learning_rate' and lr.dtype == tf.float32

@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import error_lines, run_cli
 from resnet_graph.nets import variants
 from resnet_graph.nets.model import ResNet
-from resnet_graph.summary import summarize
+from resnet_graph.nets.counts import summarize
 
 v1 = tf.compat.v1
 

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from conftest import error_lines, run_cli
-from resnet_graph.summary import format_table, summarize
+from resnet_graph.nets.counts import summarize
+from resnet_graph.summary import format_table
 
 # ResNet-50 v1.5 at 224x224x3, 1000 classes, convolutions + dense layer: the known 4.09e9 multiply-adds
 # of torchvision's ResNet-50 (whose parameter count 25,557,032 is tested in test_model.py).

@@ -175,8 +175,8 @@ def run_matmul(spec, n=2048, repeats=10):
 
 def forward_flops(depth, image_size, channels, num_classes):
     """Floating-point operations of one image's forward pass: 2 per multiply-add of the convolutions and the
-    dense layer, as ``resnet_graph.summary`` counts them (BN, ReLU, pooling not counted). An int."""
-    from resnet_graph.summary import summarize
+    dense layer, as ``resnet_graph.nets.counts`` counts them (BN, ReLU, pooling not counted). An int."""
+    from resnet_graph.nets.counts import summarize
     return 2 * summarize(depth, image_size, channels, num_classes)['macs']
 
 

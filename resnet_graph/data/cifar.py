@@ -136,7 +136,7 @@ def _read(name, data_dir):
         stack(parts[n_train:], 1), names
 
 
-def load(name, data_dir, validation_fraction=0.1, split_seed=0, channels=0, download=False, **unused):
+def load(name, data_dir, validation_fraction, split_seed, channels, download, **unused):
     data_dir = download_lib.resolve(name, data_dir, download)
     train_x, train_y, test_x, test_y, names = _read(name, data_dir)
     labels = np.concatenate([train_y, test_y])

@@ -24,7 +24,6 @@ from resnet_graph.errors import UsageError, stderr_silenced, warn
 from resnet_graph.data import images as image_bounds
 from resnet_graph.data.source import Source, stratified_split
 
-MAX_IMAGE_PIXELS = 40000000  # config.TRAIN['max_image_pixels'], for sources built without the option
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 SPLIT_DIRS = (('train', ('train',)), ('validation', ('val', 'validation')), ('test', ('test',)))
 
@@ -51,12 +50,11 @@ class ImageDecoder(object):
 class FileSource(Source):
     """A Source whose images are files, decoded by id (see the module docstring)."""
 
-    def __init__(self, name, paths, labels, class_names, splits, channels=0, image_size=32, strict=False,
-                 max_pixels=None):
+    def __init__(self, name, paths, labels, class_names, splits, channels, image_size, strict, max_pixels):
         Source.__init__(self, name, None, labels, class_names, splits, channels or 3)
         self.paths = list(paths)
         self.image_size = image_size
-        self.max_pixels = max_pixels or MAX_IMAGE_PIXELS
+        self.max_pixels = max_pixels
         self.skipped = set()
         self._lock, self._skip_lock = threading.Lock(), threading.Lock()
         self._decoder = None
@@ -158,9 +156,9 @@ def _assemble(name, per_split, class_names, options):
         paths += [p for p, _ in rows]
         labels += [c for _, c in rows]
     labels = np.asarray(labels, np.int64)
-    splits = _carve(labels, splits, options.get('validation_fraction', 0.1), options.get('split_seed', 0))
-    return FileSource(name, paths, labels, class_names, splits, options.get('channels', 0),
-                      options.get('image_size', 32), options.get('strict', False), options.get('max_image_pixels'))
+    splits = _carve(labels, splits, options['validation_fraction'], options['split_seed'])
+    return FileSource(name, paths, labels, class_names, splits, options['channels'], options['image_size'],
+                      options['strict'], options['max_image_pixels'])
 
 
 def _class_tree(root, class_names=None):
@@ -273,7 +271,7 @@ def _manifests(data_dir):
 
 def load_csv(data_dir, **options):
     manifests = _manifests(data_dir)
-    read = {split: _read_manifest(path, options.get('data_roots') or ()) for split, path in manifests.items()}
+    read = {split: _read_manifest(path, options['data_roots']) for split, path in manifests.items()}
     integers = all(label.lstrip('-').isdigit() for rows in read.values() for _, _, label in rows)
     if integers:
         every = [(split, number, int(label)) for split, rows in read.items() for number, _, label in rows]

@@ -66,7 +66,7 @@ def read_pair(data_dir, prefix):
     return images[..., None], labels
 
 
-def load(name, class_names, data_dir, validation_fraction=0.1, split_seed=0, channels=0, download_missing=False):
+def load(name, class_names, data_dir, validation_fraction, split_seed, channels, download_missing):
     data_dir = download.resolve(name, data_dir, download_missing)
     train_images, train_labels = read_pair(data_dir, 'train')
     test_images, test_labels = read_pair(data_dir, 't10k')
@@ -75,9 +75,9 @@ def load(name, class_names, data_dir, validation_fraction=0.1, split_seed=0, cha
     return Source(name, np.concatenate([train_images, test_images]), labels, class_names, splits, channels)
 
 
-def load_mnist(data_dir, validation_fraction=0.1, split_seed=0, channels=0, download=False, **unused):
+def load_mnist(data_dir, validation_fraction, split_seed, channels, download, **unused):
     return load('mnist', [str(d) for d in range(10)], data_dir, validation_fraction, split_seed, channels, download)
 
 
-def load_fashion_mnist(data_dir, validation_fraction=0.1, split_seed=0, channels=0, download=False, **unused):
+def load_fashion_mnist(data_dir, validation_fraction, split_seed, channels, download, **unused):
     return load('fashion_mnist', FASHION_NAMES, data_dir, validation_fraction, split_seed, channels, download)

@@ -1,6 +1,7 @@
 """The by-id view of a data set that ``DataLoader`` and the pipeline share, and the registry of sources."""
 import numpy as np
 
+import config
 from resnet_graph.errors import UsageError
 
 
@@ -116,7 +117,7 @@ def train_validation_split(labels, num_train, fraction, seed):
     return splits
 
 
-def _load_digits(data_dir, channels=0, **unused):
+def _load_digits(data_dir, channels, **unused):
     from resnet_graph.data import digits
     source = digits.load()
     source._channels = channels or source._channels
@@ -146,13 +147,14 @@ SOURCES = {
 def load_source(name, data_dir='', **options):
     """Returns the ``Source`` for a ``--dataset`` name; ValueError for an unknown one.
 
-    options (all optional): validation_fraction, split_seed, channels, image_size,
-    strict, download; each source uses the ones that apply to it. Bad data
+    options: any of ``source_options``' keys and image_size; each source uses the ones
+    that apply to it, and those not given are config.py's defaults. Bad data
     raises ``errors.UsageError`` naming the file.
     """
     if name not in SOURCES:
         raise ValueError('unknown dataset %r; valid: %s' % (name, ', '.join(sorted(SOURCES))))
-    return SOURCES[name](data_dir, **options)
+    defaults = dict(source_options(config.RunConfig()), image_size=config.TRAIN['image_size'])
+    return SOURCES[name](data_dir, **dict(defaults, **options))
 
 
 def check_splits(source, fraction, needed=('train', 'validation', 'test')):

@@ -74,12 +74,12 @@ class TFRecordSource(FileSource):
     """A FileSource whose 'files' are records: paths[i] names 'FILE record N'; see the module docstring."""
 
     def __init__(self, files, num_train_files, index, labels, class_names, splits, channels, image_size, strict,
-                 max_pixels=None):
+                 max_pixels):
         self.files, self.num_train_files = files, num_train_files
         self.index = index  # int64 [N, 3]: file number, offset of the data, length
         paths = ['%s record %d' % (files[f], r) for f, r in _record_numbers(index)]
-        FileSource.__init__(self, 'tfrecord', paths, labels, class_names, splits, channels, image_size,
-                            max_pixels=max_pixels)
+        FileSource.__init__(self, 'tfrecord', paths, labels, class_names, splits, channels, image_size, False,
+                            max_pixels)
         self.strict = strict  # checked as records are read, not by FileSource's decode-everything pass at load
         self.stream_error = None  # the line of the record that stopped the stream (strict), for the trainer
 
@@ -173,7 +173,7 @@ def decode_batch(encoded, channels, image_size, max_pixels=None):
     import tensorflow as tf
     from resnet_graph.data.pipeline import decode
     positions = tf.range(tf.size(encoded))
-    # tf.data drops the elements whose decode fails: one nested dataset per batch (one per image costs ~10 ms).
+    # tf.data drops the elements whose decode fails: one nested dataset per batch, as one per image is far slower.
     decoded = tf.data.Dataset.from_tensor_slices((positions, encoded)).map(
         lambda k, data: (k, tf.image.resize(decode(data, channels, max_pixels), [image_size, image_size]))
     ).ignore_errors()
@@ -195,8 +195,8 @@ def _record_numbers(index):
     return numbers
 
 
-def load_tfrecord(data_dir, validation_fraction=0.1, split_seed=0, channels=0, image_size=32, strict=False,
-                  max_image_pixels=None, **unused):
+def load_tfrecord(data_dir, validation_fraction, split_seed, channels, image_size, strict, max_image_pixels,
+                  **unused):
     train = sorted(glob.glob(os.path.join(data_dir, 'train-*')))
     test = sorted(glob.glob(os.path.join(data_dir, 'validation-*')))
     if not train:

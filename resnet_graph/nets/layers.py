@@ -156,8 +156,8 @@ def _then(y, epilogue):
     return y if epilogue is None else epilogue(y)
 
 
-def batch_norm(x, training, name='bn', momentum=0.9, epsilon=1e-5, zero_init=False, data_format='NHWC',
-               cross_replica_sum=None):
+def batch_norm(x, training, name='bn', momentum=config.TRAIN['bn_momentum'], epsilon=1e-5, zero_init=False,
+               data_format='NHWC', cross_replica_sum=None):
     """Fused batch normalisation over the channel axis of NHWC (or NCHW) ``x``.
 
     Args:

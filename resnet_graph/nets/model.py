@@ -7,6 +7,7 @@ is given). The tensors a caller needs have stable graph names: ``input_x``,
 ``input_y``, ``is_training``, ``logits``, ``probabilities``, ``predictions``.
 The keras.applications options work in graph mode too (docs/api.md).
 """
+import importlib
 
 import tensorflow as tf
 
@@ -48,7 +49,7 @@ class ResNet(object):
 
     def __init__(self, depth=50, num_classes=None, height=32, width=32, channels=1, input_tensor=None,
                  label_tensor=None, training=None, include_top=True, pooling=None, weights=None,
-                 weights_exclude=(), scope='', reuse=None, weight_decay=0.0, bn_momentum=None,
+                 weights_exclude=(), scope='', reuse=None, weight_decay=config.TRAIN['weight_decay'], bn_momentum=None,
                  zero_init_residual=True, conv='shape_aware', classes=None, input_shape=None, architecture='auto',
                  shortcut='auto', resnet_version=1, stride_in='3x3', width_multiplier=1.0, no_residual=False,
                  data_format='NHWC', variant='standard', cross_replica_sum=None, fold_bn=False,
@@ -73,7 +74,7 @@ class ResNet(object):
         self.data_format = data_format
         self.weight_decay = weight_decay
         self.bn_momentum = bn_momentum if bn_momentum is not None else (
-            0.997 if self.spec.variant in variants.OFFICIAL else config.TRAIN['bn_momentum'])
+            config.CHECKPOINT_BN_MOMENTUM if self.spec.variant in variants.OFFICIAL else config.TRAIN['bn_momentum'])
         self.zero_init_residual = zero_init_residual
         self.conv_policy = conv_policy(conv)
         self.dtype = compute_dtype(dtype)
@@ -180,6 +181,13 @@ class ResNet(object):
     def _spatial_axes(self):
         return [2, 3] if self.data_format == 'NCHW' else [1, 2]
 
+    def _family(self):
+        """The module building this variant's own graph under its own names (legacy, slim, official), or None."""
+        variant = self.spec.variant
+        name = ('legacy' if variant == 'legacy' else 'slim' if variant in variants.SLIM_VARIANTS
+                else 'official' if variant in variants.OFFICIAL else None)
+        return importlib.import_module('resnet_graph.nets.' + name) if name else None
+
     def backbone(self, x):
         """Stem and the residual stages: [N, H, W, C] -> the last feature map.
 
@@ -189,15 +197,9 @@ class ResNet(object):
         x = layers.cast_to(x, self.dtype)  # every layer after it computes in its input's dtype
         if self.data_format == 'NCHW':
             x = tf.transpose(x, [0, 3, 1, 2], name='to_nchw')
-        if self.spec.variant == 'legacy':
-            from resnet_graph.nets import legacy
-            return legacy.backbone(self, x)
-        if self.spec.variant in variants.SLIM_VARIANTS:
-            from resnet_graph.nets import slim
-            return slim.backbone(self, x)
-        if self.spec.variant in variants.OFFICIAL:
-            from resnet_graph.nets import official
-            return official.backbone(self, x)
+        family = self._family()
+        if family:
+            return family.backbone(self, x)
         with v1.variable_scope('stem'):
             x = self.stem(x)
         self.endpoints['stem'] = x
@@ -238,15 +240,9 @@ class ResNet(object):
 
     def head(self, x):
         """Global average pooling + dense: [N, h, w, C] -> logits [N, num_classes]."""
-        if self.spec.variant == 'legacy':
-            from resnet_graph.nets import legacy
-            return legacy.head(self, x)
-        if self.spec.variant in variants.SLIM_VARIANTS:
-            from resnet_graph.nets import slim
-            return slim.head(self, x)
-        if self.spec.variant in variants.OFFICIAL:
-            from resnet_graph.nets import official
-            return official.head(self, x)
+        family = self._family()
+        if family:
+            return family.head(self, x)
         with v1.variable_scope('head'):
             x = layers.global_avg_pool(x, data_format=self.data_format)
             return layers.dense(x, self.num_classes)

@@ -26,7 +26,6 @@ v1 = tf.compat.v1
 
 SCOPE = 'resnet_model'
 NUM_CLASSES = 1001
-BN_MOMENTUM = 0.997
 # Official r1's ImageNet preprocessing: RGB 0..255 minus the channel means, no scaling.
 MEAN_RGB = (123.68, 116.78, 103.94)
 

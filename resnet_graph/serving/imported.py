@@ -88,8 +88,7 @@ def run_config(variant, depth, num_classes, image_size, model_dir, names, source
     spec = variants.resolve(depth, 'imagenet', variant=variant)
     what, preprocessing = FAMILIES[variant][0], FAMILIES[variant][1]
     mean, std = PREPROCESSING[preprocessing]
-    # Slim's and official r1's batch-norm decay, for fine-tuning the run.
-    momentum = {} if variant == 'keras' else dict(bn_momentum=0.997)
+    momentum = {} if variant == 'keras' else dict(bn_momentum=config.CHECKPOINT_BN_MOMENTUM)  # for fine-tuning it
     return config.RunConfig.defaults(
         depth=depth, num_classes=num_classes, image_size=image_size, channels=3, model_dir=model_dir,
         variant=variant, architecture='imagenet', stride_in=spec.stride_in, shortcut=spec.shortcut,

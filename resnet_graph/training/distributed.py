@@ -1,7 +1,7 @@
 """Several machines on TensorFlow's own gRPC runtime: parameter servers, a chief and workers from TF_CONFIG.
 
 Every task runs the same ``python -m resnet_graph.train ...`` command with its
-own ``TF_CONFIG`` (``resnet_graph/cluster.py`` parses it before TensorFlow loads)
+own ``TF_CONFIG`` (``training/tf_config.py`` parses it before TensorFlow loads)
 and starts a ``tf.compat.v1.train.Server`` for its task.
 
 - ps: serves the variables until the chief says the run is over, then exits 0.

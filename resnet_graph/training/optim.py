@@ -1,13 +1,4 @@
-"""Learning-rate schedules, optimizers and the train op, all on ``tf.compat.v1`` ops.
-
-Schedules (``--schedule``), all functions of the absolute global step:
-- exponential (default, as the legacy trainer): lr * decay_rate ** floor(step / decay_steps);
-- piecewise: ``values[i]`` from the first step at or after boundary ``i`` (boundaries
-  given in epochs, so ``--boundaries_epochs 91`` decays from the first step of epoch 92);
-- cosine: lr * (1 + cos(pi * t)) / 2, t going from 0 at the end of the warm-up to 1 at
-  the run's total step count (the last update gets a small positive rate).
-Linear warm-up (``--warmup_epochs``) multiplies any of them by min(1, (step + 1) / W)
-over the first W steps, so the first update is never 0 and step W - 1 reaches the schedule.
+"""Optimizers and the train op, all on ``tf.compat.v1`` ops (the learning rate: ``schedules.py``).
 
 Optimizers (``--optimizer``): adam (default), momentum (optionally Nesterov), adamw.
 AdamW is Adam plus decoupled weight decay (Loshchilov & Hutter 2019), applied as an
@@ -17,75 +8,15 @@ the L2 ``--weight_decay`` term of the loss (its gradient added to the kernels' g
 which Adam rescales): both apply when both are set; pure AdamW is
 ``--optimizer adamw --weight_decay 0``.
 """
-import math
-
 import tensorflow as tf
 
+import config
+from resnet_graph.training.schedules import learning_rate
+
 v1 = tf.compat.v1
+TRAIN = config.TRAIN  # train_op's recipe defaults are the train command's
 
 OPTIMIZERS = ('adam', 'momentum', 'adamw')
-SCHEDULES = ('exponential', 'piecewise', 'cosine')
-
-
-def piecewise_constant(boundaries, values, global_step):
-    """``values[i]`` for boundaries[i-1] <= step < boundaries[i] (steps, increasing): a float32 scalar.
-
-    Unlike tf.compat.v1.train.piecewise_constant, the step equal to a boundary
-    already takes the next value, as the exponential staircase does.
-    """
-    if len(values) != len(boundaries) + 1:
-        raise ValueError('values needs len(boundaries) + 1 = %d entries, got %d'
-                         % (len(boundaries) + 1, len(values)))
-    step = tf.cast(global_step, tf.int64)
-    passed = tf.cast(step >= tf.constant(list(boundaries), tf.int64, shape=[len(boundaries)]), tf.int32)
-    return tf.gather(tf.constant(values, tf.float32), tf.reduce_sum(passed))
-
-
-def cosine_decay(learning_rate, start, end, global_step):
-    """learning_rate * (1 + cos(pi * t)) / 2 with t = (step - start) / (end - start) clipped to [0, 1]."""
-    span = float(max(end - start, 1))
-    t = tf.clip_by_value((tf.cast(global_step, tf.float32) - float(start)) / span, 0.0, 1.0)
-    return learning_rate * 0.5 * (1.0 + tf.cos(math.pi * t))
-
-
-def linear_warmup(learning_rate, warmup_steps, global_step):
-    """learning_rate * min(1, (step + 1) / warmup_steps); learning_rate itself when warmup_steps is 0."""
-    if not warmup_steps:
-        return learning_rate
-    ramp = tf.minimum(1.0, (tf.cast(global_step, tf.float32) + 1.0) / float(warmup_steps))
-    return learning_rate * ramp
-
-
-def epochs_to_steps(epochs, steps_per_epoch):
-    """Epochs (floats) -> whole steps (rounded)."""
-    return int(round(epochs * steps_per_epoch))
-
-
-def learning_rate(cfg, global_step, steps_per_epoch, total_steps):
-    """The run's learning rate as a scalar float32 tensor named ``learning_rate``.
-
-    Args:
-      cfg: the run's config.RunConfig (schedule, learning_rate, learning_decay_rate,
-        learning_decay_steps, boundaries_epochs, lr_values, warmup_epochs).
-      global_step: the int64 global step variable.
-      steps_per_epoch, total_steps: ints, to turn epochs into steps.
-    """
-    schedule, base = cfg.schedule, cfg.learning_rate
-    warmup = epochs_to_steps(cfg.warmup_epochs, steps_per_epoch)
-    with v1.name_scope('learning_rate_schedule'):
-        if schedule == 'exponential':
-            lr = v1.train.exponential_decay(base, global_step, cfg.learning_decay_steps,
-                                            cfg.learning_decay_rate, staircase=True)
-        elif schedule == 'piecewise':
-            boundaries = [epochs_to_steps(e, steps_per_epoch) for e in cfg.boundaries_epochs]
-            values = cfg.lr_values or [base * cfg.learning_decay_rate ** i for i in range(len(boundaries) + 1)]
-            lr = piecewise_constant(boundaries, values, global_step)
-        elif schedule == 'cosine':
-            lr = cosine_decay(base, warmup, total_steps, global_step)
-        else:
-            raise ValueError('schedule=%r is not one of %s' % (schedule, ', '.join(SCHEDULES)))
-        lr = linear_warmup(tf.cast(lr, tf.float32), warmup, global_step)
-    return tf.identity(lr, name='learning_rate')
 
 
 def describe(cfg):
@@ -112,7 +43,7 @@ def optimizer_options(cfg):
                 dynamic_loss_scale=cfg.dtype == 'float16')
 
 
-def training_loss(model, label_smoothing=0.0):
+def training_loss(model, label_smoothing):
     """The data term of the objective to minimise: ``model.cross_entropy``, or with
     label smoothing eps > 0 the cross-entropy against (1 - eps) * one_hot + eps / num_classes.
 
@@ -145,7 +76,7 @@ def add_weight_decay(grads_and_vars, weight_decay, kernels):
     return result
 
 
-def make_optimizer(name, learning_rate, momentum=0.9, nesterov=False):
+def make_optimizer(name, learning_rate, momentum, nesterov):
     """A tf.compat.v1 optimizer: 'adam' and 'adamw' -> AdamOptimizer, 'momentum' -> MomentumOptimizer."""
     if name in ('adam', 'adamw'):
         return v1.train.AdamOptimizer(learning_rate)
@@ -227,9 +158,10 @@ def build_train_step(cfg, model, global_step, steps_per_epoch, total_steps, var_
     return op, lr, gradient_norm, applied
 
 
-def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False, optimizer='adam',
-             momentum=0.9, nesterov=False, adamw_weight_decay=0.0, clip_gradient_norm=0.0, var_list=None,
-             gradients=None, wrap_optimizer=None, dynamic_loss_scale=False, weight_decay=0.0, decayed_kernels=()):
+def train_op(loss, learning_rate, global_step, update_ops, skip_nonfinite=False, optimizer=TRAIN['optimizer'],
+             momentum=TRAIN['momentum'], nesterov=TRAIN['nesterov'], adamw_weight_decay=TRAIN['adamw_weight_decay'],
+             clip_gradient_norm=TRAIN['clip_gradient_norm'], var_list=None, gradients=None, wrap_optimizer=None,
+             dynamic_loss_scale=False, weight_decay=TRAIN['weight_decay'], decayed_kernels=()):
     """One optimizer step on ``loss`` with the batch-norm updates run in the same step.
 
     Args:

@@ -21,10 +21,11 @@ same command runs, and is tested, on a CPU-only machine.
 """
 import tensorflow as tf
 
+import config
 from resnet_graph.training import finetune
 from resnet_graph.errors import UsageError
 from resnet_graph.fastconv.policy import ConvPolicy
-from resnet_graph.cluster import DEVICE_PATTERN
+from resnet_graph.training.tf_config import DEVICE_PATTERN
 from resnet_graph.nets.model import classifier_outputs
 
 v1 = tf.compat.v1
@@ -83,7 +84,7 @@ def build_model(cfg, warm_start_from, images, labels):
     return Towers(cfg, devices, images, labels, warm_start_from, conv)
 
 
-def gradients(model, label_smoothing=0.0):
+def gradients(model, label_smoothing):
     """For ``optim.train_op(gradients=...)``: the towers' averaged gradients, or None for one network."""
     if not isinstance(model, Towers):
         return None
@@ -130,7 +131,7 @@ class Towers(object):
                         'update_ops', 'weight_decay', 'weights_report', 'endpoints', 'scope', 'spec', 'depth',
                         'local_name', 'num_params')
 
-    def average_gradients(self, var_list=None, label_smoothing=0.0):
+    def average_gradients(self, var_list=None, label_smoothing=config.TRAIN['label_smoothing']):
         """Each tower's gradients on its device, averaged on the parameter device.
 
         Returns a list of (gradient or None, variable) over ``var_list`` (default:

@@ -19,11 +19,7 @@ import time
 import tensorflow as tf
 
 from data_loader import DataLoader
-from resnet_graph.training import finetune
-from resnet_graph.training import lifecycle
-from resnet_graph.training import optim
-from resnet_graph.training import summaries
-from resnet_graph.training import towers
+from resnet_graph.training import finetune, lifecycle, optim, summaries, towers
 from resnet_graph.errors import UsageError
 from resnet_graph.data.pipeline import steps_per_epoch
 from resnet_graph.data.source import check_splits, source_options
