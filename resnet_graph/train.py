@@ -210,6 +210,8 @@ def main(args):
     cluster.validate_for_cluster(cfg, spec, asked_flags())
     from resnet_graph.training import memory
     memory.check(cfg, cfg.channels or 3)  # before TensorFlow and the data load: a step that cannot fit
+    if os.environ.get(cluster.CHECK_ONLY):
+        return 0
     from resnet_graph.nets.model import check_data_format
     try:  # before the data and the graph: NCHW on a machine without a GPU
         check_data_format(cfg.data_format)
