@@ -183,9 +183,15 @@ def run(prog, main, argv=None):
         line = out_of_memory(e)
         if line is None:
             raise
-        fail(prog, 'out of memory: %s; lower --batch_size or --image_size, or give the process more memory (a run '
-             'resumes from its last checkpoint with the same command)' % line)
+        fail(prog, 'out of memory: %s; %s' % (line, memory_advice(prog, [name for name in FLAGS])))
     sys.exit(code or 0)
+
+
+def memory_advice(prog, flag_names):
+    """What to do after an allocation failed in command ``prog``, naming only its own flags (``flag_names``)."""
+    levers = ['--' + name for name in ('batch_size', 'image_size') if name in flag_names]
+    return '%sgive the process more memory%s' % ('lower %s, or ' % ' or '.join(levers) if levers else '', (
+        ' (a run resumes from its last checkpoint with the same command)' if prog == 'resnet_graph.train' else ''))
 
 
 MEMORY_FAILURES = ('OOM when allocating', 'could not create a primitive', 'bad_alloc')  # TensorFlow's, oneDNN's

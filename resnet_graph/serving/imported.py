@@ -159,11 +159,12 @@ def family_of(names, variant, depth, saved_model=False):
     return None
 
 
-def check_image_size(cfg):
+def check_image_size(cfg, flags=('image_size',)):
     """UsageError when one image of the run's --image_size cannot be classified in this machine's memory (predict
-    and export would resize every image to it)."""
+    and export would resize every image to it). flags: the command's flags that would change it (evaluate and
+    predict have none: the run fixes the size)."""
     from resnet_graph.training import memory
-    memory.check(cfg.replace(batch_size=1), cfg.channels, cfg.num_classes, training=False, batch_flag=False)
+    memory.check(cfg.replace(batch_size=1), cfg.channels, cfg.num_classes, training=False, flags=flags)
 
 
 def require_new_run(model_dir):

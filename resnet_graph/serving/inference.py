@@ -149,7 +149,7 @@ class RestoredRun(object):
         if not cfg.channels and self.loader:  # runs saved before channels was recorded: the data's own
             cfg = self.config = cfg.replace(channels=self.loader.channels)
         try:  # a hand-edited image_size or width could ask for more than the machine has
-            imported.check_image_size(cfg)
+            imported.check_image_size(cfg, flags=())
         except UsageError as e:
             raise UsageError('%s describes a network that cannot run here: %s' % (self.run.join('config.json'), e))
         try:
