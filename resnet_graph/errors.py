@@ -42,6 +42,23 @@ def warn(line):
     print('%s: warning: %s' % (COMMAND[0], ' '.join(str(line).split())), file=sys.stderr, flush=True)
 
 
+def shown(name):
+    """File name ``name`` as one line shows it: itself, or quoted with Python's escapes (repr) when it is empty or
+    holds a newline or another character that does not print."""
+    return name if name and name.isprintable() else repr(name)
+
+
+def utf8_text(data, who, advice):
+    """Bytes ``data`` (a whole file: a bad byte's position then counts from its start) as UTF-8 text, a leading
+    byte order mark (Windows editors write one) dropped. UsageError '<who> is not UTF-8 text (byte N: why); <advice>'.
+    """
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise UsageError('%s is not UTF-8 text (byte %d: %s); %s' % (who, e.start, e.reason, advice))
+    return text[1:] if text.startswith('\ufeff') else text
+
+
 def require(condition, message):
     """Raises UsageError(message) unless condition holds."""
     if not condition:
@@ -54,7 +71,13 @@ def require_directory(flag, value, what):
     Args: flag: the flag's name; value: its value (a string, or a list of them for a repeated flag; None: not
     given); what: the directory it should name, e.g. 'the run directory written by resnet_graph.train'.
     """
+    require_named(flag, value, what, 'directory')
+
+
+def require_named(flag, value, what, kind):
+    """UsageError unless flag ``--flag`` names a ``kind`` (a file, a checkpoint): missing -> required, blank ->
+    names no ``kind``. Args as for ``require_directory``."""
     values = value if isinstance(value, (list, tuple)) else [value]
     require(value is not None and values, '--%s is required: %s' % (flag, what))
     for v in values:
-        require(v is not None and v.strip(), "--%s %r names no directory; give %s" % (flag, v or '', what))
+        require(v is not None and v.strip(), "--%s %r names no %s; give %s" % (flag, v or '', kind, what))

@@ -100,3 +100,123 @@ def test_the_out_of_memory_advice_names_only_the_commands_flags():
     assert cli.memory_advice('resnet_graph.train', ['batch_size', 'image_size']) == (
         'lower --batch_size or --image_size, or give the process more memory (a run resumes from its last checkpoint '
         'with the same command)')
+
+
+# ---- wordings: --checkpoint '', predict's file names, flag files, --helpshort and --help=false -------------------
+
+COMMANDS = ('train', 'evaluate', 'predict', 'export', 'plot', 'summary', 'cluster', 'benchmark', 'import_checkpoint',
+            'import_keras')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('command', ['evaluate', 'predict', 'export'])
+@pytest.mark.parametrize('value', ['', ' '])
+def test_an_empty_checkpoint_flag_is_named(run, command, value, tmp_path):
+    extra = {'predict': [run / 'digit.png'], 'export': ['--format', 'saved_model', '--out', tmp_path / 'out']}
+    result = run_cli(command, '--model_dir', run / 'run', '--checkpoint', value, *extra.get(command, []))
+    assert only_line(result) == ("resnet_graph.%s: error: --checkpoint %r names no checkpoint; give best, latest or "
+                                 "a checkpoint path" % (command, value))
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.slow
+def test_predict_shows_an_empty_or_multi_line_file_name_on_one_line(run):
+    odd = str(run / 'two\nlines.png')
+    import shutil
+    shutil.copy(run / 'digit.png', odd)
+    result = run_cli('predict', '--model_dir', run / 'run', '', odd, str(run / 'no\nsuch.png'), run / 'digit.png')
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "resnet_graph.predict: error: '': an empty name, not a file; give each image's path",
+        'resnet_graph.predict: error: %r: cannot read it (No such file or directory)' % str(run / 'no\nsuch.png')]
+    shown = result.stdout.splitlines()
+    assert len(shown) == 2 and shown[0].startswith('%r: ' % odd) and shown[1].startswith('%s: ' % (run / 'digit.png'))
+
+
+def test_a_flag_file_behind_a_utf8_bom_is_read(tmp_path):
+    flags = tmp_path / 'bom.flags'
+    flags.write_bytes(b'\xef\xbb\xbf--depth=18\n--image_size=32\n')
+    result = run_cli('summary', '--flagfile', flags, '--json', timeout=120)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert '"depth": 18' in result.stdout and '"image_size": 32' in result.stdout
+
+
+@pytest.mark.parametrize('line, message', [
+    ('--nosuch=3', "Unknown command line flag 'nosuch'"),
+    ('--depth=deep', '--depth=deep is not an integer: give a whole number'),
+])
+def test_a_bad_flag_from_a_flag_file_names_the_file(tmp_path, line, message):
+    outer, inner = tmp_path / 'outer.flags', tmp_path / 'inner.flags'
+    inner.write_text('--image_size=32\n%s\n' % line)
+    outer.write_text('--depth=18\n--flagfile=%s\n' % inner)
+    result = run_cli('summary', '--flagfile', outer, timeout=120)
+    assert only_line(result) == 'resnet_graph.summary: error: %s (line 2 of --flagfile %s); see python -m ' \
+                                'resnet_graph.summary --help' % (message, inner)
+
+
+@pytest.mark.parametrize('command', COMMANDS)
+def test_helpshort_prints_the_usage_and_help_false_runs_the_command(command):
+    short = run_cli(command, '--helpshort', timeout=60)
+    assert short.returncode == 0 and not short.stderr and '\nflags:\n' in short.stdout
+    for off in ('--help=false', '--nohelp', '--helpfull=0', '--nohelpshort', '-h=f'):
+        result = run_cli(command, off, '--nosuch', timeout=60)  # the command's own parse: an unknown flag
+        assert only_line(result) == "resnet_graph.%s: error: Unknown command line flag 'nosuch'; see python -m " \
+                                    "resnet_graph.%s --help" % (command, command), off
+    bad = run_cli(command, '--help=maybe', timeout=60)
+    assert only_line(bad) == 'resnet_graph.%s: error: --help=maybe is not true or false: give --help or --nohelp; ' \
+                             'see python -m resnet_graph.%s --help' % (command, command)
+
+
+@pytest.mark.parametrize('command, args, message', [
+    ('plot', ['--model_dir', 'run', '--out', ''], "--out '' names no file; give the PNG file to write"),
+    ('export', ['--model_dir', 'run', '--format', 'frozen_graph', '--out', ' '],
+     "--out ' ' names no file; give where to write the frozen_graph"),
+    ('import_checkpoint', ['--variant', 'official_v1', '--model_dir', 'new', '--checkpoint', ' '],
+     "--checkpoint ' ' names no checkpoint; give the checkpoint path without .index (PREFIX)"),
+    ('import_checkpoint', ['--variant', 'official_v1', '--model_dir', 'new', '--checkpoint', ''],
+     "--checkpoint '' names no checkpoint; give the checkpoint path without .index (PREFIX)"),
+])
+def test_a_blank_file_flag_is_named_and_writes_nothing(tmp_path, command, args, message):
+    # export --out ' ' wrote a file named ' '; the others named '' as a path that does not exist
+    result = run_cli(command, *args, cwd=tmp_path, timeout=120)
+    assert only_line(result) == 'resnet_graph.%s: error: %s' % (command, message)
+    assert os.listdir(tmp_path) == []
+
+
+# ---- byte positions past a read chunk ----------------------------------------------------------------------------
+
+BOM = b'\xef\xbb\xbf'
+
+
+def test_a_manifest_not_utf8_names_the_byte_from_the_file_s_start(tmp_path):
+    # Past the first 8 KB: the position counted from the text reader's chunk, not from the file's start
+    from resnet_graph.data.files import _read_manifest
+    from resnet_graph.errors import UsageError
+    head = b'path,label\n' + b''.join(b'c0/%d.png,0\n' % i for i in range(1000))
+    path = tmp_path / 'train.csv'
+    path.write_bytes(BOM + head + b'caf\xe9.png,0\n')
+    with pytest.raises(UsageError) as raised:
+        _read_manifest(str(path))
+    assert str(raised.value) == ('%s is not UTF-8 text (byte %d: invalid continuation byte); save the manifest as '
+                                 'UTF-8 CSV of path,label rows' % (path, len(BOM) + len(head) + 3))
+
+
+def test_a_manifest_behind_a_bom_has_its_header_read(tmp_path):
+    from resnet_graph.data.files import _read_manifest
+    path = tmp_path / 'train.csv'
+    (tmp_path / 'c0').mkdir()
+    (tmp_path / 'c0' / '0.png').write_bytes(b'')  # never read: the manifest lists it
+    path.write_bytes(BOM + b'path,label\nc0/0.png,0\n')
+    assert [(number, label) for number, _, label in _read_manifest(str(path))] == [(2, '0')]
+
+
+def test_a_flag_file_not_utf8_names_the_byte_from_the_file_s_start(tmp_path):
+    from resnet_graph import flagfiles
+    from resnet_graph.errors import UsageError
+    head = b''.join(b'# comment line %d\n' % i for i in range(1000))
+    path = tmp_path / 'big.flags'
+    path.write_bytes(BOM + head + b'--labels=caf\xe9\n')
+    with pytest.raises(UsageError) as raised:
+        flagfiles.read(str(path))
+    assert str(raised.value) == ('--flagfile %s is not UTF-8 text (byte %d: invalid continuation byte); give a text '
+                                 'file of --flag=value lines' % (path, len(BOM) + len(head) + 12))
