@@ -155,7 +155,9 @@ def flag_error(prog, error, expanded=()):
     flag = FLAGS[match.group(1)] if match and match.group(1) in FLAGS else None
     if flag is not None:
         name, value = match.group(1), match.group(2)
-        if isinstance(flag.parser, flags.IntegerParser) and 'invalid literal' in match.group(3):
+        if value == 'None' and 'must have a value other than None' in match.group(3):  # mark_flag_as_required's
+            message = '--%s is required: %s' % (name, ' '.join((flag.help or '').split()))
+        elif isinstance(flag.parser, flags.IntegerParser) and 'invalid literal' in match.group(3):
             message = '--%s=%s is not an integer: give a whole number' % (name, value)
         elif isinstance(flag.parser, flags.FloatParser) and 'could not convert' in match.group(3):
             message = '--%s=%s is not a number' % (name, value)

@@ -220,3 +220,61 @@ def test_a_flag_file_not_utf8_names_the_byte_from_the_file_s_start(tmp_path):
         flagfiles.read(str(path))
     assert str(raised.value) == ('--flagfile %s is not UTF-8 text (byte %d: invalid continuation byte); give a text '
                                  'file of --flag=value lines' % (path, len(BOM) + len(head) + 12))
+
+
+# ---- libjpeg's own lines in the training stream -------------------------------------------------------------------
+
+def damaged_jpeg(seed):
+    """A 64x64 JPEG with a restart marker written over its scan: it decodes, and libjpeg prints 'Corrupt JPEG data:
+    premature end of data segment' on stderr itself."""
+    import io
+    import numpy as np
+    from PIL import Image
+    y, x = np.mgrid[0:64, 0:64]
+    pixels = np.stack([x * 4, y * 4, (x + y + seed) * 7 % 256], -1).astype(np.uint8)
+    data = io.BytesIO()
+    Image.fromarray(pixels).save(data, 'JPEG', quality=90)
+    data = bytearray(data.getvalue())
+    data[len(data) * 3 // 5:len(data) * 3 // 5 + 2] = b'\xff\xd4'
+    return bytes(data)
+
+
+@pytest.mark.slow
+def test_a_streamed_tfrecord_of_damaged_jpegs_prints_no_libjpeg_line(tmp_path):
+    from test_tfrecord_stream import write_records
+    (tmp_path / 'data').mkdir()
+    write_records(tmp_path / 'data' / 'train-00000-of-00001', [(damaged_jpeg(r), r % 2) for r in range(8)])
+    write_records(tmp_path / 'data' / 'validation-00000-of-00001', [(damaged_jpeg(r), r % 2) for r in range(2)])
+    result = run_cli('train', '--dataset', 'tfrecord', '--data_dir', tmp_path / 'data', '--validation_fraction', 0.25,
+                     '--depth', 8, '--image_size', 8, '--batch_size', 2, '--epochs', 1, '--model_dir', tmp_path / 'run')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == '' and 'step 3/3' in result.stdout, result.stderr
+
+
+# ---- siblings -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('command, args, message', [
+    ('train', ['--dataset', 'csv', '--data_dir', ' ', '--model_dir', 'run'], "--data_dir ' ' names no directory; give "
+     "the data set's directory (or a manifest .csv), or leave the flag out for digits"),
+    ('import_keras', ['--model', 'resnet50', '--weights', ' ', '--model_dir', 'new'], "--weights ' ' names no file; "
+     "give a .keras, .h5 or .weights.h5 file of keras.applications.ResNet50"),
+    ('import_keras', ['--weights', 'w.h5', '--model_dir', 'new'], '--model is required: <resnet50|resnet101|'
+     'resnet152>: Which keras.applications ResNet the file holds.; see python -m resnet_graph.import_keras --help'),
+    ('import_checkpoint', ['--checkpoint', 'x', '--model_dir', 'new'], '--variant is required: <slim_v1|slim_v2|'
+     'official_v1|official_v2>: The family of the checkpoint: TF-Slim resnet_v1/v2 or tensorflow/models official r1 '
+     'v1.5/v2.; see python -m resnet_graph.import_checkpoint --help'),
+])
+def test_a_blank_or_missing_input_is_named(tmp_path, command, args, message):
+    # they said "no manifest in :", "--weights is not a file", "flag --model=None: Flag --model must have a value
+    # other than None."
+    result = run_cli(command, *args, cwd=tmp_path, timeout=120)
+    assert only_line(result) == 'resnet_graph.%s: error: %s' % (command, message)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_blank_labels_file_is_named():
+    from resnet_graph.errors import UsageError
+    from resnet_graph.serving import imported
+    with pytest.raises(UsageError) as raised:
+        imported.class_names(10, '')
+    assert str(raised.value) == "--labels '' names no file; give a text file of class names, one a line"

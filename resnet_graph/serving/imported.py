@@ -15,7 +15,7 @@ Families (``FAMILIES``): the preprocessing their checkpoints were trained with, 
 import io
 import os
 
-from resnet_graph.errors import UsageError, require, utf8_text, warn
+from resnet_graph.errors import UsageError, require, require_named, utf8_text, warn
 from resnet_graph.nets.variants import FAMILY_CLASSES
 
 VGG_MEAN_RGB = (123.68, 116.78, 103.94)
@@ -43,6 +43,7 @@ def class_names(num_classes, labels=None):
     background = num_classes == 1001
     if labels is None:
         return [BACKGROUND] + [str(i) for i in range(1000)] if background else [str(i) for i in range(num_classes)]
+    require_named('labels', labels, 'a text file of class names, one a line', 'file')
     try:
         with open(labels, 'rb') as f:  # decoded whole, so a bad byte's position counts from the file's start
             data = f.read()
