@@ -175,12 +175,16 @@ def check_train_args(cluster, train_args):
     """Runs the chief's checks of ``train_args`` (and of TF_CONFIG and the run directory) in one train process.
 
     Returns: None when they pass. Raises UsageError with train's line (a bad flag); a check that failed otherwise
-    (a crash) is its output and exit code, as a SystemExit.
+    (a crash) is its output and exit code, as a SystemExit; --help among them: train's usage, SystemExit(0).
     """
+    from resnet_graph.cli import help_request
+    asked = help_request('resnet_graph.train', ['train'] + list(train_args))[0]  # raises for --help=maybe
     env = dict(os.environ, TF_CONFIG=json.dumps(dict(cluster=cluster, task=dict(type='chief', index=0))))
     env[CHECK_ONLY] = '1'
     result = subprocess.run([sys.executable, '-m', 'resnet_graph.train'] + list(train_args), env=env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=None if asked else subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if asked and not result.returncode:  # train's usage, printed once: no cluster to start
+        raise SystemExit(0)
     prefix = 'resnet_graph.train: error: '
     if result.returncode == 2 and result.stderr.startswith(prefix) and len(result.stderr.splitlines()) == 1:
         raise UsageError(result.stderr[len(prefix):].strip())

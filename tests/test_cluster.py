@@ -253,3 +253,11 @@ def test_a_bad_train_flag_is_one_line_before_any_task_starts(train_args, message
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr == 'resnet_graph.cluster: error: %s\n' % message and not result.stdout
     assert not (tmp_path / 'run').exists()
+
+
+def test_help_after_the_separator_is_trains_usage_once(tmp_path):
+    # each task printed it: three usages, and a cluster started for nothing
+    result = run_cli('cluster', '--', '--help', '--model_dir', tmp_path / 'run')
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert result.stdout.startswith('python -m resnet_graph.train') and result.stdout.count('\nflags:\n') == 1
+    assert not (tmp_path / 'run').exists()
