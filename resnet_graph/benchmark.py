@@ -206,7 +206,7 @@ def main(args):
     from resnet_graph.training import memory  # before any worker builds a graph: a step that cannot fit
     memory.check(config.RunConfig.defaults(depth=spec['depth'], image_size=spec['image_size'],
                                            batch_size=spec['batch_size']), spec['channels'], spec['num_classes'],
-                 training=spec['mode'] == 'train')
+                 training=spec['mode'] == 'train', flags=memory.TRAIN_FLAGS + ('num_classes',))
     where = provenance()
     report = dict(measure(spec), **where)
     if where['load_average'] is not None:

@@ -24,7 +24,7 @@ ALLOCATOR_VARIABLE = 'TF_CPU_ALLOCATOR_USE_BFC'
 USER_ALLOCATOR = os.environ.get(ALLOCATOR_VARIABLE)  # the user's own choice, None when there is none
 
 
-HELP_ARGUMENTS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+HELP_FLAGS = ('help', 'h', '?', 'helpshort', 'helpfull')  # absl's help flags: --help, -h, --nohelp, --help=0
 LOG_VARIABLE = 'TF_CPP_MIN_LOG_LEVEL'
 
 
@@ -61,14 +61,24 @@ def quiet_tensorflow():
         sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
-def asks_for_help(argv):
-    """The help argument among argv's flags (before a ``--``), or None."""
-    for arg in argv[1:]:
+def help_request(prog, argv):
+    """(the help flag argv asks for, e.g. '--helpfull', or None; argv without its help flags) of argv's flags
+    (before a ``--``). A help flag set false (--help=false, --nohelp) is dropped: the command runs, as with absl.
+    Raises UsageError for a help flag whose value is not true or false."""
+    asked, kept = None, list(argv[:1])
+    for i, arg in enumerate(argv[1:], 1):
         if arg == '--':
-            return None
-        if arg.split('=', 1)[0] in HELP_ARGUMENTS:
-            return arg.split('=', 1)[0]
-    return None
+            return asked, kept + list(argv[i:])
+        name, equals, value = arg.lstrip('-').partition('=')
+        if not arg.startswith('-') or (name not in HELP_FLAGS and not (
+                name.startswith('no') and name[2:] in HELP_FLAGS and not equals)):
+            kept.append(arg)
+        elif name in HELP_FLAGS and (not equals or value.lower() in ('true', 't', '1')):
+            asked = asked or '--' + name
+        elif name in HELP_FLAGS and value.lower() not in ('false', 'f', '0'):
+            raise UsageError('%s is not true or false: give --%s or --no%s; see python -m %s --help'
+                             % (arg, name, name, prog))
+    return asked, kept
 
 
 def usage(prog, full=False):
@@ -100,9 +110,17 @@ def _describe_flag(flag):
 
 
 def parse_flags(prog, argv):
-    """FLAGS(argv) -> the positional arguments; --help and its kin print usage and exit 0; a flag error, or a
-    --flagfile that cannot be read as text or includes itself, is one line and exit 2."""
-    asked = asks_for_help(argv)
+    """FLAGS(argv) -> the positional arguments; --help and its kin print usage and exit 0 (--help=false runs the
+    command); a flag error (naming the flag file and line it came from), or a --flagfile that cannot be read as
+    text or includes itself, is one line and exit 2."""
+    expanded = []
+    try:
+        asked, args = help_request(prog, argv)  # first: --help answers even beside a broken --flagfile
+        if not asked:
+            expanded = flagfiles.expand(argv[1:])
+            asked, args = help_request(prog, argv[:1] + [arg for arg, _ in expanded])
+    except UsageError as e:
+        fail(prog, e)
     if asked:
         try:
             print(usage(prog, full=asked == '--helpfull'), flush=True)
@@ -110,11 +128,9 @@ def parse_flags(prog, argv):
             stdout_closed()
         sys.exit(0)
     try:
-        return FLAGS(argv[:1] + flagfiles.expand(argv[1:]))[1:]
-    except UsageError as e:
-        fail(prog, e)
+        return FLAGS(args)[1:]
     except flags.Error as e:
-        fail(prog, flag_error(prog, e))
+        fail(prog, flag_error(prog, e, expanded))
 
 
 def stdout_closed():
@@ -123,24 +139,31 @@ def stdout_closed():
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def flag_error(prog, error):
-    """absl's flag error as our line: what the flag expects, and where the flags are described.
+def flag_error(prog, error, expanded=()):
+    """absl's flag error as our line: what the flag expects, the flag file line it came from, and where the flags
+    are described.
 
-    Args: prog: the command (resnet_graph.train); error: the absl.flags.Error.
+    Args: prog: the command (resnet_graph.train); error: the absl.flags.Error; expanded: the arguments as
+    flagfiles.expand gave them (with where each came from).
     Returns: the message, without absl's ERROR prefix or Python's conversion wording.
     """
     message = ' '.join(re.sub(r'^(ERROR:+\s*)+', '', str(error)).split())
     match = re.match(r'flag --([^=\s]+)=(.*?): (.*)$', message)
+    unknown = re.match(r"Unknown command line flag '([^']+)'", message)
+    where = (flagfiles.origin(expanded, match.group(1), match.group(2)) if match else
+             flagfiles.origin(expanded, unknown.group(1)) if unknown else '')
     flag = FLAGS[match.group(1)] if match and match.group(1) in FLAGS else None
     if flag is not None:
         name, value = match.group(1), match.group(2)
-        if isinstance(flag.parser, flags.IntegerParser) and 'invalid literal' in match.group(3):
+        if value == 'None' and 'must have a value other than None' in match.group(3):  # mark_flag_as_required's
+            message = '--%s is required: %s' % (name, ' '.join((flag.help or '').split()))
+        elif isinstance(flag.parser, flags.IntegerParser) and 'invalid literal' in match.group(3):
             message = '--%s=%s is not an integer: give a whole number' % (name, value)
         elif isinstance(flag.parser, flags.FloatParser) and 'could not convert' in match.group(3):
             message = '--%s=%s is not a number' % (name, value)
         elif flag.boolean:
             message = '--%s=%s is not true or false: give --%s or --no%s' % (name, value, name, name)
-    return '%s; see python -m %s --help' % (message, prog)
+    return '%s%s; see python -m %s --help' % (message, where, prog)
 
 
 def fail(prog, message):
@@ -183,9 +206,15 @@ def run(prog, main, argv=None):
         line = out_of_memory(e)
         if line is None:
             raise
-        fail(prog, 'out of memory: %s; lower --batch_size or --image_size, or give the process more memory (a run '
-             'resumes from its last checkpoint with the same command)' % line)
+        fail(prog, 'out of memory: %s; %s' % (line, memory_advice(prog, [name for name in FLAGS])))
     sys.exit(code or 0)
+
+
+def memory_advice(prog, flag_names):
+    """What to do after an allocation failed in command ``prog``, naming only its own flags (``flag_names``)."""
+    levers = ['--' + name for name in ('batch_size', 'image_size') if name in flag_names]
+    return '%sgive the process more memory%s' % ('lower %s, or ' % ' or '.join(levers) if levers else '', (
+        ' (a run resumes from its last checkpoint with the same command)' if prog == 'resnet_graph.train' else ''))
 
 
 MEMORY_FAILURES = ('OOM when allocating', 'could not create a primitive', 'bad_alloc')  # TensorFlow's, oneDNN's

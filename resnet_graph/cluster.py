@@ -9,7 +9,9 @@ tasks, the first being the chief (job ``chief``) and the others ``worker``
 chief's code once the chief has ended and every other task has exited (or
 was stopped: SIGTERM after ``--grace_secs``, then SIGKILL); Ctrl-C passes
 SIGINT to the chief and the workers (the chief saves a checkpoint) and
-stops the parameter servers; SIGTERM stops every task.
+stops the parameter servers; SIGTERM stops every task. Before any task
+starts, the train flags are checked once, by the chief's own checks
+(``CHECK_ONLY``): a bad one is one line, not one per task.
 
 Nothing here imports TensorFlow: TF_CONFIG (``training/tf_config.py``) and the
 flags are checked before it loads.
@@ -24,8 +26,12 @@ import threading
 import time
 
 import config
-from resnet_graph.errors import require
+from resnet_graph.errors import UsageError, require
 from resnet_graph.training.tf_config import DEVICE_PATTERN, Task
+
+# Set in its environment, resnet_graph.train checks its flags, TF_CONFIG and run directory, then exits (0: they
+# are good) before TensorFlow loads or anything is written: the launcher's check before it starts the tasks.
+CHECK_ONLY = 'RESNET_GRAPH_CHECK_ONLY'
 
 
 def validate_flags(cfg):
@@ -100,9 +106,32 @@ def _stop(processes, sig):
             process.send_signal(sig)
 
 
+def check_train_args(cluster, train_args):
+    """Runs the chief's checks of ``train_args`` (and of TF_CONFIG and the run directory) in one train process.
+
+    Returns: None when they pass. Raises UsageError with train's line (a bad flag); a check that failed otherwise
+    (a crash) is its output and exit code, as a SystemExit; --help among them: train's usage, SystemExit(0).
+    """
+    from resnet_graph.cli import help_request
+    asked = help_request('resnet_graph.train', ['train'] + list(train_args))[0]  # raises for --help=maybe
+    env = dict(os.environ, TF_CONFIG=json.dumps(dict(cluster=cluster, task=dict(type='chief', index=0))))
+    env[CHECK_ONLY] = '1'
+    result = subprocess.run([sys.executable, '-m', 'resnet_graph.train'] + list(train_args), env=env, text=True,
+                            stdout=None if asked else subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if asked and not result.returncode:  # train's usage, printed once: no cluster to start
+        raise SystemExit(0)
+    prefix = 'resnet_graph.train: error: '
+    if result.returncode == 2 and result.stderr.startswith(prefix) and len(result.stderr.splitlines()) == 1:
+        raise UsageError(result.stderr[len(prefix):].strip())
+    if result.returncode:
+        sys.stderr.write(result.stderr)
+        raise SystemExit(result.returncode)
+
+
 def launch(ps, workers, train_args, grace_secs):
     """Runs the cluster to its end; returns the chief's exit code (see the module docstring)."""
     cluster = local_cluster(ps, workers)
+    check_train_args(cluster, train_args)
     env = dict(os.environ)
     lock = threading.Lock()
     tasks = [(job, i) for job in ('ps', 'worker', 'chief') for i in range(len(cluster.get(job, [])))]

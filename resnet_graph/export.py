@@ -20,7 +20,7 @@ import tempfile
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require, require_directory
+from resnet_graph.errors import UsageError, require, require_directory, require_named
 from resnet_graph.training.run_dir import RunDir, atomic_write_bytes
 
 FLAGS = run_flags.FLAGS
@@ -114,7 +114,7 @@ def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     require_directory('model_dir', FLAGS.model_dir, 'the run directory written by resnet_graph.train')
     require(FLAGS.format, '--format is required: saved_model or frozen_graph')
-    require(FLAGS.out, '--out is required: where to write the %s' % FLAGS.format)
+    require_named('out', FLAGS.out, 'where to write the %s' % FLAGS.format, 'file')
     run_path = os.path.join(os.path.realpath(FLAGS.model_dir), '')
     require(not os.path.join(os.path.realpath(FLAGS.out), '').startswith(run_path), '--out %s is inside the run '
             'directory %s, which export only reads; write it elsewhere' % (FLAGS.out, FLAGS.model_dir))

@@ -9,7 +9,7 @@ a line's indentation never changes what it is; absl then parses the expanded com
 import os
 import stat
 
-from resnet_graph.errors import UsageError
+from resnet_graph.errors import UsageError, utf8_text
 
 DIRECTIVES = ('--flagfile=', '-flagfile=')  # absl's forms inside a file (and --flagfile F on the command line)
 MAX_BYTES = 1 << 20  # a file of --flag=value lines; more is not one (e.g. /dev/zero, a data file)
@@ -32,15 +32,13 @@ def read(name):
         raise UsageError('cannot read --flagfile %s: %s%s' % (name, e.strerror or e, HINT))
     if len(data) > MAX_BYTES:
         raise UsageError('--flagfile %s is over %d bytes: not a file of flags%s' % (name, MAX_BYTES, HINT))
-    try:
-        return data.decode('utf-8')
-    except UnicodeDecodeError as e:
-        raise UsageError('--flagfile %s is not UTF-8 text (byte %d: %s)%s' % (name, e.start, e.reason, HINT))
+    return utf8_text(data, '--flagfile %s' % name, HINT[2:])
 
 
 def _lines(name, chain):
-    """The arguments flag file ``name`` stands for, nested files expanded; ``chain``: [(real path, name)] of the
-    files including it. UsageError for a file that cannot be read or that includes itself."""
+    """The arguments flag file ``name`` stands for, nested files expanded, each as (argument, (file, line number));
+    ``chain``: [(real path, name)] of the files including it. UsageError for a file that cannot be read or that
+    includes itself."""
     if not name:
         return []  # absl ignores an empty name
     real = os.path.realpath(name)
@@ -48,7 +46,7 @@ def _lines(name, chain):
         raise UsageError('--flagfile %s includes itself (%s); remove the circular --flagfile line'
                          % (name, ' -> '.join([n for _, n in chain] + [name])))
     arguments = []
-    for line in read(name).splitlines():
+    for number, line in enumerate(read(name).splitlines(), 1):
         line = line.strip()
         if not line or line.startswith(('#', '//')):
             continue
@@ -60,21 +58,22 @@ def _lines(name, chain):
             raise UsageError('--flagfile %s: the line %r is not --flag=value; write %s=%s' % (
                 name, line, line.split()[0], line.split(None, 1)[1].strip()))
         else:
-            arguments.append(line)
+            arguments.append((line, (name, number)))
     return arguments
 
 
 def expand(args):
     """Command-line ``args`` with each --flagfile (before a ``--``) replaced by the arguments of its file.
 
-    Returns: the new list. Raises UsageError for a file that cannot be read or that includes itself (absl would
-    skip that line with a warning and run without the flags it meant), or a --flagfile without a name.
+    Returns: the new list, each argument as (argument, where): where is (flag file, line number) for an argument
+    read from a file, else None. Raises UsageError for a file that cannot be read or that includes itself (absl
+    would skip that line with a warning and run without the flags it meant), or a --flagfile without a name.
     """
     expanded, rest = [], list(args)
     while rest:
         arg = rest.pop(0)
         if arg == '--':
-            return expanded + [arg] + rest
+            return expanded + [(a, None) for a in [arg] + rest]
         if arg in ('--flagfile', '-flagfile'):
             if not rest:
                 raise UsageError('--flagfile needs a file name: --flagfile=FILE')
@@ -82,5 +81,18 @@ def expand(args):
         elif arg.startswith(DIRECTIVES):
             expanded += _lines(os.path.expanduser(arg.split('=', 1)[1].strip()), [])
         else:
-            expanded.append(arg)
+            expanded.append((arg, None))
     return expanded
+
+
+def origin(expanded, flag, value=None):
+    """' (line N of --flagfile F)' when flag ``flag`` (its name; with ``value``, set to it) came from a flag file
+    in ``expanded`` (``expand``'s list), else ''."""
+    for arg, where in expanded:
+        if arg == '--':
+            break
+        name, _, given = arg.lstrip('-').partition('=')
+        if where and arg.startswith('-') and flag in (name, name[2:] if name.startswith('no') else None) and (
+                value is None or given == value):
+            return ' (line %d of --flagfile %s)' % (where[1], where[0])
+    return ''

@@ -18,7 +18,7 @@ import re
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import require, require_directory
+from resnet_graph.errors import require, require_directory, require_named
 
 AVERAGE = '/ExponentialMovingAverage'  # the shadow of variable V is V/ExponentialMovingAverage
 # The slot names tf.compat.v1's optimizers give (V/Momentum, V/Adam_1, ...).
@@ -34,7 +34,7 @@ def main(args):
     built = [v for v in variants.VARIANTS if v in imported.FAMILIES and v != 'keras']
     require(FLAGS.variant in built, '--variant %s is not built by this version of resnet_graph (it has %s)'
             % (FLAGS.variant, ', '.join(built)))
-    require(FLAGS.checkpoint, '--checkpoint PREFIX is required: the checkpoint path without .index')
+    require_named('checkpoint', FLAGS.checkpoint, 'the checkpoint path without .index (PREFIX)', 'checkpoint')
     prefix = checkpoint_prefix(FLAGS.checkpoint, FLAGS.depth)
     imported.require_new_run(FLAGS.model_dir)
     require(FLAGS.image_size >= 32, '--image_size must be at least 32, got %s' % FLAGS.image_size)

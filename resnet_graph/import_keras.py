@@ -22,7 +22,7 @@ import os
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require, require_directory
+from resnet_graph.errors import UsageError, require, require_directory, require_named
 
 MODELS = {'resnet50': 50, 'resnet101': 101, 'resnet152': 152}
 IMAGENET_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/resnet/'
@@ -186,8 +186,8 @@ def main(args):
     FLAGS = run_flags.FLAGS
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     require_directory('model_dir', FLAGS.model_dir, 'where the run directory is written')
-    require(FLAGS.weights, '--weights FILE is required: a .keras, .h5 or .weights.h5 file of keras.applications.%s'
-            % FLAGS.model.replace('resnet', 'ResNet'))
+    require_named('weights', FLAGS.weights or None, 'a .keras, .h5 or .weights.h5 file of keras.applications.%s'
+                  % FLAGS.model.replace('resnet', 'ResNet'), 'file')
     require(FLAGS.weights != 'imagenet', '--weights imagenet: resnet_graph does not download; get %s (keras.'
             'applications.%s(weights="imagenet") saves it in ~/.keras/models/) and pass its path, e.g. --weights '
             '~/.keras/models/%s' % (IMAGENET_URL % FLAGS.model, FLAGS.model.replace('resnet', 'ResNet'),

@@ -11,7 +11,7 @@ import os
 
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require, require_directory
+from resnet_graph.errors import UsageError, require, require_directory, require_named
 from resnet_graph.training.run_dir import RunDir, atomic_write_bytes
 
 FLAGS = run_flags.FLAGS
@@ -94,6 +94,7 @@ def main(args):
     require(not args, 'unexpected arguments: %s' % ' '.join(args))
     require_directory('model_dir', FLAGS.model_dir, 'a run directory written by resnet_graph.train (repeat '
                       'the flag to compare runs)')
+    require_named('out', FLAGS.out, 'the PNG file to write', 'file')
     require_matplotlib()
     for model_dir in FLAGS.model_dir:
         run = RunDir(model_dir, writable=False)

@@ -16,7 +16,7 @@ import numpy as np
 import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import require, require_directory
+from resnet_graph.errors import require, require_directory, shown
 from resnet_graph.training.run_dir import RunDir
 
 FLAGS = run_flags.FLAGS
@@ -83,6 +83,8 @@ def read_image(path, preprocessor, max_pixels=config.TRAIN['max_image_pixels']):
     import tensorflow as tf
     from resnet_graph.data import images as image_bounds
     from resnet_graph.data.files import _reason
+    if not path:
+        raise ValueError("an empty name, not a file; give each image's path")
     if path.lower().endswith('.npy'):
         return read_npy(path, preprocessor.channels, max_pixels)
     try:
@@ -126,13 +128,13 @@ def main(paths):
     restored.close()
     for result in results:
         if 'error' in result:
-            print('resnet_graph.predict: error: %s: %s' % (result['file'], result['error']), file=sys.stderr)
+            print('resnet_graph.predict: error: %s: %s' % (shown(result['file']), result['error']), file=sys.stderr)
     if FLAGS.json:
         print(json.dumps(results))
     else:
         for result in results:
             if 'top_k' in result:
-                print('%s: %s' % (result['file'], ', '.join(
+                print('%s: %s' % (shown(result['file']), ', '.join(
                     '%s (%.4f)' % (p['name'], p['probability']) for p in result['top_k'])))
     return 2 if any('error' in r for r in results) else 0
 

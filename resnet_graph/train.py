@@ -3,6 +3,7 @@
 Running the same command again on the same --model_dir resumes; flags not
 given on the command line keep the run's saved values.
 """
+import contextlib
 import math
 import os
 import re
@@ -11,7 +12,7 @@ import signal
 import config
 from resnet_graph import cli
 from resnet_graph import flags as run_flags
-from resnet_graph.errors import UsageError, require, require_directory
+from resnet_graph.errors import UsageError, libjpeg_lines_dropped, require, require_directory
 from resnet_graph.training.run_dir import RunDir, incompatible
 
 FLAGS = run_flags.FLAGS
@@ -74,6 +75,8 @@ def validate_data(cfg):
             % cfg.validation_fraction)
     require(cfg.channels in (0, 1, 3, 4), '--channels must be 0 (the data set\'s own), 1, 3 or 4, got %s'
             % cfg.channels)
+    require(not cfg.data_dir or cfg.data_dir.strip(), "--data_dir %r names no directory; give the data set's "
+            "directory (or a manifest .csv), or leave the flag out for digits" % cfg.data_dir)
     require(cfg.dataset == 'digits' or cfg.data_dir or cfg.download,
             '--dataset %s needs --data_dir DIR (or --download for the public sets)' % cfg.dataset)
     from resnet_graph.data.download import TABLE
@@ -211,6 +214,8 @@ def main(args):
     cluster.validate_for_cluster(cfg, spec, asked_flags())
     from resnet_graph.training import memory
     memory.check(cfg, cfg.channels or 3)  # before TensorFlow and the data load: a step that cannot fit
+    if os.environ.get(cluster.CHECK_ONLY):
+        return 0
     from resnet_graph.nets.model import check_data_format
     try:  # before the data and the graph: NCHW on a machine without a GPU
         check_data_format(cfg.data_format)
@@ -224,7 +229,8 @@ def main(args):
         else:
             from resnet_graph.training import distributed
             trainer = distributed.trainer(cfg, spec, log=log)
-        result = trainer.train()
+        with libjpeg_lines_dropped() if cfg.dataset == 'tfrecord' else contextlib.nullcontext():  # its stream decodes
+            result = trainer.train()
     except BrokenPipeError:
         raise  # stdout closed (`| head`): cli.run ends quietly; not the run directory's failure
     except OSError as e:

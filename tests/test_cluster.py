@@ -239,3 +239,26 @@ def test_a_local_cluster_of_no_task_or_of_too_many_is_one_line(args, message, tm
     line, = error_lines(result.stderr)
     assert message in line, line
     assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('train_args, message', [
+    (['--batch_size', '1.5'], '--batch_size=1.5 is not an integer: give a whole number; see python -m '
+                              'resnet_graph.train --help'),
+    (['--batch_size', '0'], '--batch_size must be at least 1, got 0'),
+    (['--sync_bn', '--num_devices', '2'], '--sync_bn synchronises the towers of one machine; it is not supported in '
+                                          'a TF_CONFIG cluster: drop it (--nosync_bn)'),
+])
+def test_a_bad_train_flag_is_one_line_before_any_task_starts(train_args, message, tmp_path):
+    # each task used to print it: one line per task (3 here), each with its [task] prefix
+    result = run_cli('cluster', '--ps', 1, '--workers', 2, '--', *train_args, '--model_dir', tmp_path / 'run')
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr == 'resnet_graph.cluster: error: %s\n' % message and not result.stdout
+    assert not (tmp_path / 'run').exists()
+
+
+def test_help_after_the_separator_is_trains_usage_once(tmp_path):
+    # each task printed it: three usages, and a cluster started for nothing
+    result = run_cli('cluster', '--', '--help', '--model_dir', tmp_path / 'run')
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert result.stdout.startswith('python -m resnet_graph.train') and result.stdout.count('\nflags:\n') == 1
+    assert not (tmp_path / 'run').exists()

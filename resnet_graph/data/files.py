@@ -15,12 +15,13 @@ replaced in its batch by the batch's first good image and counted on stderr;
 with ``strict`` every image is decoded once at load and a corrupt one is an error.
 """
 import csv
+import io
 import os
 import threading
 
 import numpy as np
 
-from resnet_graph.errors import UsageError, stderr_silenced, warn
+from resnet_graph.errors import UsageError, stderr_silenced, utf8_text, warn
 from resnet_graph.data import images as image_bounds
 from resnet_graph.data.source import Source, stratified_split
 
@@ -204,12 +205,10 @@ def _read_manifest(path, roots=()):
     rows = []
     base = os.path.dirname(os.path.abspath(path))
     allowed = [os.path.realpath(base)] + [os.path.realpath(r) for r in roots]
+    with open(path, 'rb') as f:  # decoded whole, so a bad byte's position counts from the file's start
+        text = utf8_text(f.read(), path, 'save the manifest as UTF-8 CSV of path,label rows')
     try:
-        with open(path, newline='', encoding='utf-8') as f:
-            lines = list(csv.reader(f))
-    except UnicodeDecodeError as e:
-        raise UsageError('%s is not UTF-8 text (byte %d: %s); save the manifest as UTF-8 CSV of path,label rows'
-                         % (path, e.start, e.reason))
+        lines = list(csv.reader(io.StringIO(text, newline='')))
     except csv.Error as e:
         raise UsageError('%s is not a CSV manifest (%s)' % (path, e))
     for number, row in enumerate(lines, 1):

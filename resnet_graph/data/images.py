@@ -18,10 +18,20 @@ def max_file_bytes(max_pixels):
     return int(max_pixels) * BYTES_PER_PIXEL + HEADER_SLACK
 
 
+READ_CHUNK = 1 << 20
+
+
 def read_capped(path, max_bytes):
     """The bytes of ``path``; ValueError when it holds more than ``max_bytes`` (not read whole), OSError as open."""
+    chunks, size = [], 0
     with open(path, 'rb') as f:
-        data = f.read(max_bytes + 1)
+        while size <= max_bytes:  # in chunks: one read of max_bytes + 1 allocates that much, whatever the file holds
+            chunk = f.read(min(READ_CHUNK, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    data = b''.join(chunks)
     if len(data) > max_bytes:
         raise ValueError('the file is over %d bytes, more than an image within --max_image_pixels can take; '
                          'raise --max_image_pixels to read it' % max_bytes)

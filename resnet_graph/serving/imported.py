@@ -12,11 +12,10 @@ Families (``FAMILIES``): the preprocessing their checkpoints were trained with, 
   inception  x / 127.5 - 1, values in [-1, 1] (slim v2)
   caffe      keras.applications: VGG means on BGR (import_keras flips the first kernel)
 """
-import codecs
 import io
 import os
 
-from resnet_graph.errors import UsageError, require, warn
+from resnet_graph.errors import UsageError, require, require_named, utf8_text, warn
 from resnet_graph.nets.variants import FAMILY_CLASSES
 
 VGG_MEAN_RGB = (123.68, 116.78, 103.94)
@@ -44,14 +43,12 @@ def class_names(num_classes, labels=None):
     background = num_classes == 1001
     if labels is None:
         return [BACKGROUND] + [str(i) for i in range(1000)] if background else [str(i) for i in range(num_classes)]
+    require_named('labels', labels, 'a text file of class names, one a line', 'file')
     try:
         with open(labels, 'rb') as f:  # decoded whole, so a bad byte's position counts from the file's start
             data = f.read()
-        bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # Windows editors' BOM: no name
-        names = [line.strip() for line in io.StringIO(data[bom:].decode('utf-8'), newline=None)]
-    except UnicodeDecodeError as e:
-        raise UsageError('--labels %s is not UTF-8 text (byte %d: %s); save it as UTF-8, one class name a line'
-                         % (labels, e.start + bom, e.reason))
+        names = [line.strip() for line in io.StringIO(utf8_text(data, '--labels %s' % labels, 'save it as UTF-8, '
+                                                                'one class name a line'), newline=None)]
     except OSError as e:
         raise UsageError('--labels %s cannot be read (%s)' % (labels, e.strerror or e))
     names = _checked_names(labels, names)
@@ -158,11 +155,12 @@ def family_of(names, variant, depth, saved_model=False):
     return None
 
 
-def check_image_size(cfg):
+def check_image_size(cfg, flags=('image_size',)):
     """UsageError when one image of the run's --image_size cannot be classified in this machine's memory (predict
-    and export would resize every image to it)."""
+    and export would resize every image to it). flags: the command's flags that would change it (evaluate and
+    predict have none: the run fixes the size)."""
     from resnet_graph.training import memory
-    memory.check(cfg.replace(batch_size=1), cfg.channels, cfg.num_classes, training=False, batch_flag=False)
+    memory.check(cfg.replace(batch_size=1), cfg.channels, cfg.num_classes, training=False, flags=flags)
 
 
 def require_new_run(model_dir):

@@ -9,7 +9,7 @@ from data_loader import DataLoader
 from resnet_graph.training import summaries
 from resnet_graph.serving import imported
 from resnet_graph.data.pipeline import Preprocessor
-from resnet_graph.errors import UsageError
+from resnet_graph.errors import UsageError, require_named
 from resnet_graph.data.source import source_options
 from resnet_graph.nets.model import ResNet, check_data_format
 from resnet_graph.training.run_dir import RunDir
@@ -65,6 +65,7 @@ def find_checkpoint(run, which):
     Raises UsageError when there is none, or when the named checkpoint is damaged.
     """
     from resnet_graph.training.run_dir import checkpoint_problem
+    require_named('checkpoint', which, 'best, latest or a checkpoint path', 'checkpoint')
     path = run.resolve_checkpoint(which)
     if not path or not tf.io.gfile.exists(path + '.index'):
         latest = run.latest_checkpoint() if which == 'best' else None
@@ -149,7 +150,7 @@ class RestoredRun(object):
         if not cfg.channels and self.loader:  # runs saved before channels was recorded: the data's own
             cfg = self.config = cfg.replace(channels=self.loader.channels)
         try:  # a hand-edited image_size or width could ask for more than the machine has
-            imported.check_image_size(cfg)
+            imported.check_image_size(cfg, flags=())
         except UsageError as e:
             raise UsageError('%s describes a network that cannot run here: %s' % (self.run.join('config.json'), e))
         try:

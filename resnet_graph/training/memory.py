@@ -107,7 +107,9 @@ CGROUP_FILES = (('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory.current', '
 # Under ``ulimit -v`` it counts as memory; a virtual size is far above the resident one with TensorFlow.
 TENSORFLOW_IMPORT_MAPPED = 3 << 29
 SESSION_MAPPED = 1 << 30
+INFERENCE_SESSION_MAPPED = (3 << 30) // 5  # an inference session's: no backward pass, no input pipeline
 ALLOCATOR_MAPPED = 2  # its allocator extends its pool by regions that double: up to twice the bytes it holds
+TRAIN_FLAGS = ('batch_size', 'image_size', 'depth')  # the flags of train (and benchmark) that change the estimate
 
 
 def available_bytes():
@@ -117,37 +119,41 @@ def available_bytes():
     return room[0] if room else None
 
 
-def limit():
-    """(bytes, phrase) of the tightest memory limit, the phrase naming it for a refusal; None if none is known."""
+def limit(training=True):
+    """(bytes, phrase) of the tightest memory limit, the phrase naming it for a refusal; None if none is known.
+    training: the session will train (else it only infers, and maps less under ``ulimit -v``)."""
     limits = [(n, phrase) for n, phrase in (
         (_meminfo_available(), 'this machine has %s available'),
         (_cgroup_room(), "the container's memory limit (its memory cgroup) leaves %s available"),
-        (_address_space_room(), 'the address-space limit (ulimit -v) leaves room for %%s of tensors (TensorFlow '
-         'maps %s itself, and up to %d times the tensors it holds)' % (gib(tensorflow_mapped()), ALLOCATOR_MAPPED)))
+        (_address_space_room(training), 'the address-space limit (ulimit -v) leaves room for %%s of tensors '
+         '(TensorFlow maps %s itself, and up to %d times the tensors it holds)'
+         % (gib(tensorflow_mapped(training)), ALLOCATOR_MAPPED)))
         if n is not None]
     return min(limits, key=lambda item: item[0]) if limits else None
 
 
-def tensorflow_mapped():
+def tensorflow_mapped(training=True):
     """Bytes of address space this process will have mapped before a step's first tensor: what it maps now,
-    TensorFlow's libraries when not yet imported, and a session's own."""
+    TensorFlow's libraries when not yet imported, and a session's own (a training one's, else an inference one's)."""
     try:
         with open('/proc/self/status') as f:
             mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmSize:'))
     except (OSError, ValueError, IndexError, StopIteration):
         mapped = 0
-    return mapped + (0 if 'tensorflow' in sys.modules else TENSORFLOW_IMPORT_MAPPED) + SESSION_MAPPED
+    session = SESSION_MAPPED if training else INFERENCE_SESSION_MAPPED
+    return mapped + (0 if 'tensorflow' in sys.modules else TENSORFLOW_IMPORT_MAPPED) + session
 
 
-def _address_space_room():
-    """Bytes of tensors ``ulimit -v`` (RLIMIT_AS) leaves room for beside what TensorFlow maps; None: unlimited."""
+def _address_space_room(training=True):
+    """Bytes of tensors ``ulimit -v`` (RLIMIT_AS) leaves room for beside what TensorFlow maps (``tensorflow_mapped``);
+    None: unlimited."""
     try:
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     except (OSError, ValueError):
         return None
     if soft == resource.RLIM_INFINITY:
         return None
-    return max(soft - tensorflow_mapped(), 0) // ALLOCATOR_MAPPED
+    return max(soft - tensorflow_mapped(training), 0) // ALLOCATOR_MAPPED
 
 
 def _meminfo_available():
@@ -182,32 +188,48 @@ def _cgroup_room():
     return None
 
 
-def check(cfg, channels=3, num_classes=10, available=None, training=True, batch_flag=True):
+def check(cfg, channels=3, num_classes=10, available=None, training=True, flags=TRAIN_FLAGS):
     """UsageError with the estimate when one step cannot fit in the machine's available memory; returns the bytes.
 
-    training: as for ``estimate``. batch_flag: the command has a --batch_size (else one image is the pass).
+    training: as for ``estimate``. flags: the command's flags among TRAIN_FLAGS (the advice names no other; without
+    'batch_size' one image is the pass, without 'image_size' the size is the run's).
     """
     available, phrase = (available, 'this machine has %s available') if available is not None else (
-        limit() or (None, None))
+        limit(training) or (None, None))
     parts = estimate(cfg, channels, num_classes, training)
     needed = sum(parts)
     if available is not None and needed > available:
-        fits = largest_batch(cfg, channels, num_classes, available, training) if batch_flag else 0
-        if parts[1] > available:  # no batch or image size helps
-            advice = 'the weights alone do not fit: a smaller --depth or fewer classes'
-        elif fits:
-            advice = 'lower --batch_size (%d fits) or --image_size' % fits
-        else:
-            advice = 'lower --image_size' + (' (no --batch_size fits at this size)' if batch_flag else '')
-        if 'ulimit' in phrase:
-            advice = 'raise ulimit -v, or ' + advice.replace('the weights alone do not fit: ', '')
-        raise UsageError('%s of depth %d, %s, --image_size %d needs at least %s (activations %s, weights%s %s, input '
-                         'batches %s) and %s; %s'
+        raise UsageError('%s of depth %d, %s, %s %d needs at least %s (activations %s, weights%s %s, input batches %s) '
+                         'and %s; %s'
                          % ('a training step' if training else 'an inference pass', cfg.depth, '--batch_size %d'
-                            % cfg.batch_size if batch_flag else 'one image', cfg.image_size, gib(needed),
+                            % cfg.batch_size if 'batch_size' in flags else 'one image',
+                            '--image_size' if 'image_size' in flags else 'image size', cfg.image_size, gib(needed),
                             gib(parts[0]), ' with gradients and optimizer slots' if training else '', gib(parts[1]),
-                            gib(parts[2]), phrase % gib(available), advice))
+                            gib(parts[2]), phrase % gib(available),
+                            _advice(cfg, channels, num_classes, available, training, phrase, flags)))
     return needed
+
+
+def _advice(cfg, channels, num_classes, available, training, phrase, flags):
+    """What to do about a step that does not fit in ``available`` bytes (named by ``phrase``): the limit to raise,
+    and which of the command's ``flags`` would make it fit."""
+    weights_only = estimate(cfg, channels, num_classes, training)[1] > available  # no batch or image size helps
+    fits = largest_batch(cfg, channels, num_classes, available, training) if 'batch_size' in flags else 0
+    if weights_only:
+        lever = 'a smaller --depth or fewer classes' if 'depth' in flags else ''
+    elif fits:
+        lever = 'lower --batch_size (%d fits)%s' % (fits, ' or --image_size' if 'image_size' in flags else '')
+    else:
+        lever = 'lower --image_size' + (' (no --batch_size fits at this size)' if 'batch_size' in flags else '') if (
+            'image_size' in flags) else ''
+    if 'ulimit' in phrase:
+        kib = (tensorflow_mapped(training) + ALLOCATOR_MAPPED * sum(estimate(cfg, channels, num_classes, training)))
+        kib = (kib // 1024 // 10000 + 2) * 10000  # a round number, with room: a process's own size varies by run
+        return 'raise ulimit -v to %d or more' % kib + (', or ' + lever if lever else '')
+    if not lever:
+        return ('the weights alone do not fit; ' if weights_only else '') + (
+            "raise the container's memory limit" if 'cgroup' in phrase else 'free memory, or use a machine with more')
+    return ('the weights alone do not fit: ' if weights_only else '') + lever
 
 
 def largest_batch(cfg, channels, num_classes, available, training=True):
