@@ -18,7 +18,7 @@ SMALL = ['--depth', '8', '--image_size', '16', '--batch_size', '32', '--log_ever
 # The longest test files, longest first (their summed test seconds in a --durations=0 run on the 2-core CI
 # machine, 2026-12-01), started first so that the two xdist workers (whole files each, see pytest.ini) finish
 # together instead of one running a long file alone at the end.
-LONGEST_FIRST = ('test_hardening_more.py', 'test_hardening_run.py', 'test_import_checkpoint.py', 'test_imported_runs.py', 'test_cluster.py', 'test_hardening_input.py', 'test_slim.py', 'test_official.py', 'test_reliability.py', 'test_cli.py', 'test_model.py', 'test_benchmark.py',
+LONGEST_FIRST = ('test_hardening_more.py', 'test_hardening_run.py', 'test_import_checkpoint.py', 'test_imported_runs.py', 'test_cluster.py', 'test_hardening_input.py', 'test_slim.py', 'test_official.py', 'test_hardening_leftovers.py', 'test_reliability.py', 'test_cli.py', 'test_model.py', 'test_benchmark.py',
                  'test_towers.py', 'test_dtype.py', 'test_kill_fuzz.py', 'test_tfrecord_stream.py')
 
 
