@@ -128,9 +128,16 @@ def parse_flags(prog, argv):
             stdout_closed()
         sys.exit(0)
     try:
-        return FLAGS(args)[1:]
+        positional = FLAGS(args)[1:]
     except flags.Error as e:
         fail(prog, flag_error(prog, e, expanded))
+    for name in FLAGS:  # bytes that are not UTF-8 arrive as surrogates, which TensorFlow's file API cannot encode
+        value = FLAGS[name].value
+        if any(isinstance(text, str) and any('\udc80' <= c <= '\udcff' for c in text)
+               for text in (value if isinstance(value, list) else [value])):
+            fail(prog, '--%s %s holds bytes that are not UTF-8, which TensorFlow cannot use in a path or name; give '
+                       'it in UTF-8' % (name, ascii(value)))
+    return positional
 
 
 def stdout_closed():

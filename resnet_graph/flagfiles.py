@@ -32,6 +32,9 @@ def read(name):
         raise UsageError('cannot read --flagfile %s: %s%s' % (name, e.strerror or e, HINT))
     if len(data) > MAX_BYTES:
         raise UsageError('--flagfile %s is over %d bytes: not a file of flags%s' % (name, MAX_BYTES, HINT))
+    if b'\0' in data:  # a binary file; and a NUL inside a value would not show in the error about it
+        raise UsageError('--flagfile %s holds a NUL byte (byte %d): not a text file%s'
+                         % (name, data.index(b'\0'), HINT))
     return utf8_text(data, '--flagfile %s' % name, HINT[2:])
 
 
@@ -39,8 +42,9 @@ def _lines(name, chain):
     """The arguments flag file ``name`` stands for, nested files expanded, each as (argument, (file, line number));
     ``chain``: [(real path, name)] of the files including it. UsageError for a file that cannot be read or that
     includes itself."""
-    if not name:
-        return []  # absl ignores an empty name
+    if not name:  # absl ignores it; a script's unset variable, whose flags would silently not apply
+        raise UsageError('--flagfile%s names no file; write --flagfile=FILE, or leave it out'
+                         % (' line in %s' % chain[-1][1] if chain else ''))
     real = os.path.realpath(name)
     if real in [r for r, _ in chain]:
         raise UsageError('--flagfile %s includes itself (%s); remove the circular --flagfile line'

@@ -371,7 +371,7 @@ def test_a_damaged_best_record_keeps_the_best_checkpoint_that_loads(run_copy):
     (run_copy / 'best.json').write_text('{"step": ')
     result = run_cli('train', '--model_dir', run_copy, '--max_steps', 4)
     assert result.returncode == 0, result.stderr
-    assert 'best record rebuilt from %s' % (best_dir / 'model.ckpt-2') in result.stdout, result.stdout
+    assert 'warning: best record rebuilt from %s' % (best_dir / 'model.ckpt-2') in result.stderr, result.stderr
     best = json.loads((run_copy / 'best.json').read_text())
     assert best['step'] == 2 and best['checkpoint'] == str(best_dir / 'model.ckpt-2')
     assert loads(best_dir / 'model.ckpt-2') and 'best validation accuracy %.4f at step 2' % best[

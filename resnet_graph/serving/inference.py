@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import config
 from data_loader import DataLoader
+from resnet_graph.training import lifecycle
 from resnet_graph.training import summaries
 from resnet_graph.serving import imported
 from resnet_graph.data.pipeline import Preprocessor
@@ -62,8 +63,21 @@ def check_checkpoint(path, variables):
 def find_checkpoint(run, which):
     """RunDir, 'best' | 'latest' | a checkpoint path -> an existing checkpoint prefix whose tensors all read.
 
+    While a trainer holds the run, 'best' and 'latest' are looked for again when none is found: best/ keeps one
+    checkpoint, so while it is replaced the old one may be going and the new one not yet whole.
     Raises UsageError when there is none, or when the named checkpoint is damaged.
     """
+    for attempt in range(ROTATION_RETRIES):
+        try:
+            return _find_checkpoint(run, which)
+        except UsageError:
+            if (which not in ('best', 'latest') or attempt + 1 == ROTATION_RETRIES
+                    or lifecycle.holder(run.path) is None):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _find_checkpoint(run, which):
     from resnet_graph.training.run_dir import checkpoint_problem
     require_named('checkpoint', which, 'best, latest or a checkpoint path', 'checkpoint')
     path = run.resolve_checkpoint(which)
@@ -100,7 +114,7 @@ def restore_found(session, run, which):
         try:
             restore(session, path)
             return path
-        except (tf.errors.NotFoundError, tf.errors.DataLossError):
+        except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError):  # ValueError: Saver found no index
             if which not in ('best', 'latest') or attempt + 1 == ROTATION_RETRIES:
                 raise UsageError('checkpoint %s disappeared or changed while it was read; run the command again'
                                  % path)

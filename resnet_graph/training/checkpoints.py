@@ -18,7 +18,7 @@ import tempfile
 import tensorflow as tf
 
 from resnet_graph.training import lifecycle
-from resnet_graph.training.run_dir import CHECKPOINT_PREFIX, atomic_write_bytes, mark_verified
+from resnet_graph.training.run_dir import CHECKPOINT_PREFIX, mark_verified, new_file_mode
 
 META = '.meta'
 
@@ -27,17 +27,33 @@ class CheckpointWriteError(Exception):
     """A checkpoint could not be written (a full disk, a read-only directory); the message says where and why."""
 
 
-def _copy(source, target):
-    """Copies file ``source`` to ``target`` through a temporary name and a rename: ``target`` is whole or absent."""
+def _place(target, fill):
+    """Creates file ``target`` through a temporary name that ``fill(temporary path)`` writes, then a rename:
+    ``target`` is whole or absent. No fsync, as TensorFlow's checkpoint files: on ext4 one would also wait for
+    every other file's dirty pages, a checkpoint's hundreds of megabytes."""
     fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=os.path.dirname(os.path.abspath(target)))  # an orphan if killed
     os.close(fd)
     try:
-        shutil.copyfile(source, tmp)
+        fill(tmp)
+        os.chmod(tmp, new_file_mode())  # as TensorFlow's own files: mkstemp's 0600 hides them from the group
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _copy(source, target):
+    """Copies file ``source`` to ``target`` (``_place``)."""
+    _place(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def _write(target, data):
+    """Writes bytes ``data`` as file ``target`` (``_place``)."""
+    def fill(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(data)
+    _place(target, fill)
 
 
 class CheckpointKeeper(object):
@@ -73,7 +89,7 @@ class CheckpointKeeper(object):
                 with open(prefix + META, 'rb') as f:
                     self.meta['bytes'] = f.read()
             else:
-                atomic_write_bytes(prefix + META, self.meta['bytes'])
+                _write(prefix + META, self.meta['bytes'])
             self._add(prefix)
         return prefix
 
@@ -95,8 +111,8 @@ class CheckpointKeeper(object):
         self.kept = [p for p in self.kept if p != prefix] + [prefix]
         removed, self.kept = self.kept[:-self.keep], self.kept[-self.keep:]
         tf.compat.v1.train.update_checkpoint_state(self.directory, prefix, list(self.kept))
-        for old in removed:
-            for name in glob.glob(glob.escape(old) + '.*'):
+        for old in removed:  # the index first: a checkpoint counts by it, so a kill here leaves none half there
+            for name in sorted(glob.glob(glob.escape(old) + '.*'), key=lambda n: not n.endswith('.index')):
                 try:
                     os.remove(name)
                 except OSError:
@@ -108,4 +124,8 @@ class CheckpointKeeper(object):
         try:
             yield
         except (OSError, tf.errors.OpError) as e:
+            complete = os.path.exists(prefix + '.index')  # then an earlier save of this step: only temporaries go
+            for name in glob.glob(glob.escape(prefix) + '.*') + glob.glob(glob.escape(prefix) + '_temp*'):
+                if not complete or '.tempstate' in name or name.endswith('_temp'):  # what the failed save left
+                    shutil.rmtree(name, ignore_errors=True) if os.path.isdir(name) else os.remove(name)
             raise CheckpointWriteError(lifecycle.save_failure(e, self.saver, prefix)) from None

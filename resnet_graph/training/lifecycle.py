@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,9 +23,11 @@ import time
 from resnet_graph.errors import UsageError
 
 LOCK = '.lock'
-# What a killed save leaves: TensorFlow's temporary checkpoint files (and the sharded saves' _temp folders),
-# and our atomic JSON writes' temporary files.
-ORPHAN_PATTERNS = ('*.tempstate*', '*_temp', '.tmp-*')
+# What a killed save leaves: TensorFlow's temporary checkpoint files (and the sharded saves' _temp folders, and
+# the state and .meta files it writes through '<name>.tmp<32 hex digits>'), and our atomic writes' temporary files.
+ORPHAN_PATTERNS = ('*.tempstate*', '*_temp', '.tmp-*', '*.tmp' + '[0-9a-f]' * 32)
+# The files of a checkpoint whose index is gone (a removal killed half way) or never came (a save killed).
+_CHECKPOINT_PART = re.compile(r'^(model\.ckpt-\d+)\.(data-\d+-of-\d+|meta)$')
 
 
 def _acquire(path, who='train'):
@@ -52,36 +55,48 @@ def _in_use(path, holder):
                       '--model_dir' % (path, holder.strip() or 'a process that has not written its name yet'))
 
 
-def require_free(path):
-    """UsageError (as ``hold``'s) when another process holds run directory ``path``'s lock; writes nothing.
-    A command's early check; only ``hold`` keeps a second writer out."""
+def holder(path):
+    """The line a writer holding run directory ``path``'s lock wrote ('' before it wrote it), or None when no
+    process holds it; writes nothing."""
     try:
         handle = open(os.path.join(path, LOCK))
     except OSError:
-        return  # no lock file: no writer yet
+        return None  # no lock file: no writer yet
     with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
-            raise _in_use(path, handle.read())
+            return handle.read()
+    return None
+
+
+def require_free(path):
+    """UsageError (as ``hold``'s) when another process holds run directory ``path``'s lock; writes nothing.
+    A command's early check; only ``hold`` keeps a second writer out."""
+    line = holder(path)
+    if line is not None:
+        raise _in_use(path, line)
 
 
 def remove_orphans(run):
-    """Removes the temporary files of killed saves in the run directory and best/; returns (count, bytes)."""
+    """Removes what killed saves (and removals) left in the run directory and best/; returns (count, bytes)."""
     count = size = 0
     for directory in (run.path, run.best_dir):
-        for pattern in ORPHAN_PATTERNS:
-            for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
-                try:
-                    if os.path.isdir(path):
-                        size += sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(path) for n in ns)
-                        shutil.rmtree(path)
-                    else:
-                        size += os.path.getsize(path)
-                        os.remove(path)
-                    count += 1
-                except OSError:
-                    continue  # removed meanwhile, or not ours to remove: it blocks nothing
+        names = os.listdir(directory) if os.path.isdir(directory) else []
+        parts = [os.path.join(directory, n) for n in names
+                 if _CHECKPOINT_PART.match(n) and _CHECKPOINT_PART.match(n).group(1) + '.index' not in names]
+        for path in parts + [p for pattern in ORPHAN_PATTERNS
+                             for p in glob.glob(os.path.join(glob.escape(directory), pattern))]:
+            try:
+                if os.path.isdir(path):
+                    size += sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(path) for n in ns)
+                    shutil.rmtree(path)
+                else:
+                    size += os.path.getsize(path)
+                    os.remove(path)
+                count += 1
+            except OSError:
+                continue  # removed meanwhile, or not ours to remove: it blocks nothing
     return count, size
 
 

@@ -31,6 +31,13 @@ ARCHITECTURE_KEYS = ('depth', 'num_classes', 'image_size', 'channels', 'dataset'
                      'validation_fraction', 'split_seed')  # and these the validation split a resume must keep
 
 
+def new_file_mode():
+    """The permission bits the umask gives a new file (0o644 under umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path, data):
     """Writes ``data`` (bytes) to ``path`` through a fsynced temporary file in its directory and a rename: a crash
     leaves the old file or the new one. The file gets the permissions the umask gives a new file."""
@@ -41,9 +48,7 @@ def atomic_write_bytes(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would hide a figure or a graph from the user's group
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would hide a figure or a graph from the user's group
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -73,7 +78,8 @@ def read_json(path):
         with open(path, 'rb') as f:
             return json.loads(f.read().decode('utf-8'))
     except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
-        raise UsageError('%s is damaged: not JSON (%s)' % (path, str(e).splitlines()[0]))
+        raise UsageError('%s is damaged: not JSON (%s); restore the file (or train into a new --model_dir)'
+                         % (path, str(e).splitlines()[0]))
 
 
 _VERIFIED = {}  # (prefix, its files' sizes and times) -> checkpoint_problem's answer

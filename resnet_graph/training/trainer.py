@@ -173,7 +173,7 @@ class Trainer(object):
             best = dict(step=self.run.step_of(kept), validation_accuracy=metrics['accuracy'],
                         validation_loss=metrics['loss'], checkpoint=kept, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
             self.run.save_best(best)
-            self.log('best record rebuilt from %s: validation accuracy %.4f' % (kept, metrics['accuracy']))
+            self.run.warn('best record rebuilt from %s: validation accuracy %.4f' % (kept, metrics['accuracy']))
             self.saver.restore(sess, latest)  # training goes on from the newest checkpoint
             return best
         if not os.path.exists(self.run.join('best.json')):  # a damaged one: RunDir.load_best warned
