@@ -189,7 +189,8 @@ def main(args):
     FLAGS = flags.FLAGS
     require(FLAGS.ps >= 1, '--ps must be at least 1, got %d' % FLAGS.ps)
     require(FLAGS.workers >= 1, '--workers must be at least 1 (the chief), got %d' % FLAGS.workers)
-    require(FLAGS.grace_secs >= 0, '--grace_secs must not be negative, got %s' % FLAGS.grace_secs)
+    require(0 <= FLAGS.grace_secs < float('inf'), '--grace_secs must be a number of seconds, 0 or more, got %s'
+            % FLAGS.grace_secs)  # inf, or nan, would wait for a hung task for ever
     most = 4 * (os.cpu_count() or 1)  # each task is a whole TensorFlow process on this one machine
     require(FLAGS.ps + FLAGS.workers <= most, '--ps %d --workers %d start %d TensorFlow processes on this machine '
             'of %d cores; at most %d: this command tries out a cluster, a real one runs on several machines with '

@@ -232,6 +232,9 @@ def test_ps_strategy_by_size_balances_the_bytes_round_robin_does_not():
 @pytest.mark.parametrize('args, message', [
     (['--workers', '0'], '--workers must be at least 1 (the chief), got 0'),
     (['--ps', '1', '--workers', '1000'], '--ps 1 --workers 1000 start 1001 TensorFlow processes on this machine'),
+    (['--grace_secs', 'inf'], '--grace_secs must be a number of seconds, 0 or more, got inf'),
+    (['--grace_secs', 'nan'], '--grace_secs must be a number of seconds, 0 or more, got nan'),
+    (['--grace_secs', '-1'], '--grace_secs must be a number of seconds, 0 or more, got -1.0'),
 ])
 def test_a_local_cluster_of_no_task_or_of_too_many_is_one_line(args, message, tmp_path):
     result = run_cli('cluster', *args, '--', '--model_dir', tmp_path / 'run')
