@@ -144,3 +144,22 @@ def test_a_flag_value_that_is_not_utf8_is_named_before_anything_runs(tmp_path):
     line, = error_lines(result.stderr)
     assert result.returncode == 2 and "--model_dir " in line and 'not UTF-8' in line, result.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_evaluation_batches_shrink_to_the_memory_left(trained, monkeypatch):
+    from resnet_graph.training import memory
+    restored = inference.RestoredRun(str(trained), 'best')
+    try:
+        full = restored.evaluate('test')
+        cfg = restored.config.replace(batch_size=5)
+        room = sum(memory.estimate(cfg, cfg.channels or 3, cfg.num_classes, training=False))
+        monkeypatch.setattr(memory, 'limit', lambda training=True: (room, 'a test limit of %s'))
+        batches = []
+        real = inference.evaluate_ids
+        monkeypatch.setattr(inference, 'evaluate_ids', lambda *a, **k: batches.append(k['batch_size']) or real(*a, **k))
+        small = restored.evaluate('test')
+    finally:
+        restored.close()
+    assert batches == [5] and restored.evaluation_batch() == 5
+    assert (small['accuracy'], small['images']) == (full['accuracy'], full['images'])
+    assert small['loss'] == pytest.approx(full['loss'], rel=1e-5)

@@ -191,8 +191,19 @@ class RestoredRun(object):
         from resnet_graph.data.source import check_splits
         check_splits(self.loader.source, self.config.validation_fraction, (split,))
         metrics = evaluate_ids(self.session, self.model, self.loader, self.loader.source.splits[split],
-                               label_offset=offset)
+                               batch_size=self.evaluation_batch(), label_offset=offset)
         return dict(metrics, dataset=self.loader.source.name, label_offset=offset)
+
+    def evaluation_batch(self):
+        """config.EVAL_BATCH_SIZE, or the largest batch under it whose inference pass fits the memory left (the
+        command's check was for one image; the metrics do not depend on the batch)."""
+        from resnet_graph.training import memory
+        room = memory.limit(training=False)
+        cfg = self.config.replace(batch_size=config.EVAL_BATCH_SIZE)
+        channels = cfg.channels or 3
+        if room is None or sum(memory.estimate(cfg, channels, cfg.num_classes, training=False)) <= room[0]:
+            return cfg.batch_size
+        return max(1, memory.largest_batch(cfg, channels, cfg.num_classes, room[0], training=False))
 
     def close(self):
         self.session.close()
