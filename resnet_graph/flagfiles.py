@@ -32,10 +32,11 @@ def read(name):
         raise UsageError('cannot read --flagfile %s: %s%s' % (name, e.strerror or e, HINT))
     if len(data) > MAX_BYTES:
         raise UsageError('--flagfile %s is over %d bytes: not a file of flags%s' % (name, MAX_BYTES, HINT))
-    if b'\0' in data:  # a binary file; and a NUL inside a value would not show in the error about it
+    text = utf8_text(data, '--flagfile %s' % name, HINT[2:])
+    if '\0' in text:  # valid UTF-8, yet binary; and a NUL inside a value would not show in the error about it
         raise UsageError('--flagfile %s holds a NUL byte (byte %d): not a text file%s'
                          % (name, data.index(b'\0'), HINT))
-    return utf8_text(data, '--flagfile %s' % name, HINT[2:])
+    return text
 
 
 def _lines(name, chain):
