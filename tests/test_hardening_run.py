@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from conftest import ROOT, fail_checkpoint_writes, SMALL, error_lines, run_cli
 from resnet_graph.training import trainer as trainer_module
+from test_kill_fuzz import eval_accuracy_by_step
 from test_trainer import tiny_config
 
 ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
@@ -160,6 +161,26 @@ def test_without_rolling_checkpoints_training_continues_from_best_and_says_so(ru
     assert 'continuing from the best checkpoint' in line and 'no rolling checkpoint' not in result.stdout
     assert 'resuming from %s at step %d' % (run_copy / 'best' / ('model.ckpt-%d' % best['step']), best['step']) \
         in result.stdout
+
+
+@pytest.mark.slow
+def test_a_kill_right_after_the_first_best_save_loses_no_validation_point(tmp_path):
+    # kill -9 the moment best.json of step 2 is written, before any rolling checkpoint: the resume continues
+    # from best/ at step 2, so step 2's validation must already be in the event files (the kill fuzz found it)
+    model_dir = tmp_path / 'run'
+    killed = subprocess.run([sys.executable, '-c', (
+        'import os, sys\n'
+        'from resnet_graph.training.run_dir import RunDir\n'
+        'save = RunDir.save_best\n'
+        'RunDir.save_best = lambda self, record: (save(self, record), os._exit(9))\n'
+        'from resnet_graph import train\n'
+        'sys.argv = ["train"] + sys.argv[1:]\n'
+        'train.cli_main()\n')] + SMALL + ['--max_steps', '4', '--eval_every', '2', '--model_dir', str(model_dir)],
+        env=ENV, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 9 and not glob.glob(str(model_dir / 'model.ckpt-*')), killed.stderr
+    resumed = run_cli('train', '--model_dir', model_dir)
+    assert resumed.returncode == 0 and 'at step 2' in resumed.stdout, resumed.stderr
+    assert sorted(eval_accuracy_by_step(str(model_dir))) == [2, 4]
 
 
 # -- 4: a failed first start does not claim the directory ----------------------------------------------------------

@@ -13,12 +13,11 @@ import contextlib
 import glob
 import os
 import shutil
-import tempfile
 
 import tensorflow as tf
 
 from resnet_graph.training import lifecycle
-from resnet_graph.training.run_dir import CHECKPOINT_PREFIX, mark_verified, new_file_mode
+from resnet_graph.training.run_dir import CHECKPOINT_PREFIX, atomic_write_bytes, mark_verified, place_file
 
 META = '.meta'
 
@@ -27,33 +26,9 @@ class CheckpointWriteError(Exception):
     """A checkpoint could not be written (a full disk, a read-only directory); the message says where and why."""
 
 
-def _place(target, fill):
-    """Creates file ``target`` through a temporary name that ``fill(temporary path)`` writes, then a rename:
-    ``target`` is whole or absent. No fsync, as TensorFlow's checkpoint files: on ext4 one would also wait for
-    every other file's dirty pages, a checkpoint's hundreds of megabytes."""
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=os.path.dirname(os.path.abspath(target)))  # an orphan if killed
-    os.close(fd)
-    try:
-        fill(tmp)
-        os.chmod(tmp, new_file_mode())  # as TensorFlow's own files: mkstemp's 0600 hides them from the group
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _copy(source, target):
-    """Copies file ``source`` to ``target`` (``_place``)."""
-    _place(target, lambda tmp: shutil.copyfile(source, tmp))
-
-
-def _write(target, data):
-    """Writes bytes ``data`` as file ``target`` (``_place``)."""
-    def fill(tmp):
-        with open(tmp, 'wb') as f:
-            f.write(data)
-    _place(target, fill)
+    """Copies file ``source`` to ``target``, whole or absent (``run_dir.place_file``, no fsync)."""
+    place_file(target, lambda tmp: shutil.copyfile(source, tmp), durable=False)
 
 
 class CheckpointKeeper(object):
@@ -89,7 +64,7 @@ class CheckpointKeeper(object):
                 with open(prefix + META, 'rb') as f:
                     self.meta['bytes'] = f.read()
             else:
-                _write(prefix + META, self.meta['bytes'])
+                atomic_write_bytes(prefix + META, self.meta['bytes'], durable=False)
             self._add(prefix)
         return prefix
 

@@ -136,15 +136,16 @@ class Trainer(object):
         regularization = sess.run(self.model.regularization_loss)
         finite = math.isfinite(metrics['loss'])
         improved = finite and (best is None or metrics['accuracy'] > best['validation_accuracy'])
+        # the events first: a kill after best/ is saved resumes from it, past this step's validation
+        summaries.scalars(writer, step, loss=metrics['loss'] + regularization, cross_entropy=metrics['loss'],
+                          accuracy=metrics['accuracy'], top5_accuracy=metrics['top5'])
+        self.confusion.write(sess, writer, step, metrics['confusion'])
+        writer.flush()
         if improved:
             path = self._save(self.best_keeper, sess, step)
             best = dict(step=step, validation_accuracy=metrics['accuracy'], validation_loss=metrics['loss'],
                         checkpoint=path, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
             self.run.save_best(best)
-        summaries.scalars(writer, step, loss=metrics['loss'] + regularization, cross_entropy=metrics['loss'],
-                          accuracy=metrics['accuracy'], top5_accuracy=metrics['top5'])
-        self.confusion.write(sess, writer, step, metrics['confusion'])
-        writer.flush()
         state = 'new best' if improved else 'best stays %.4f at step %d' % (
             best['validation_accuracy'], best['step']) if best else 'no best yet'
         self.log('eval step %d: validation loss %.4f accuracy %.4f top5 %.4f (%d images); %s'
