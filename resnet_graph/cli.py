@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import re
+import signal
 import sys
 
 from absl import flags
@@ -178,13 +179,18 @@ def fail(prog, message):
     sys.exit(2)
 
 
+def _terminated(signum, frame):
+    """SIGTERM's handler outside the training loop: unwinds like Ctrl-C, so a first start is undone."""
+    raise errors.Terminated()
+
+
 def run(prog, main, argv=None):
     """Parses the flags already defined, then calls ``main(args)`` (args: the positional arguments).
 
     Quiets TensorFlow's C++ logging before it loads (unless TF_CPP_MIN_LOG_LEVEL is set); --help, -h,
     --helpfull print the usage and exit 0. Exits with main's return value (0 when None); 2 on a
     ``UsageError``, a flag error, a CPU setting of config.py that is not 'auto', 'on', 'off' (or a bool), or
-    an allocation TensorFlow failed (one "out of memory" line); 130 on Ctrl-C. Selects TensorFlow's BFC CPU
+    an allocation TensorFlow failed (one "out of memory" line); 130 on Ctrl-C, 143 on SIGTERM. Selects TensorFlow's BFC CPU
     allocator first where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC is set.
     """
     argv = sys.argv if argv is None else argv
@@ -198,6 +204,7 @@ def run(prog, main, argv=None):
     if bfc:
         os.environ.setdefault(ALLOCATOR_VARIABLE, 'true')
     args = parse_flags(prog, argv)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = main(args)
         sys.stdout.flush()  # a closed pipe shows here rather than in Python's flush at exit
@@ -209,6 +216,10 @@ def run(prog, main, argv=None):
     except KeyboardInterrupt:
         print('%s: interrupted' % prog, file=sys.stderr)
         sys.exit(130)
+    except errors.Terminated:
+        print('%s: stopped by SIGTERM before it finished; nothing is lost: run the same command again' % prog,
+              file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except Exception as e:
         line = out_of_memory(e)
         if line is None:

@@ -13,6 +13,11 @@ class UsageError(Exception):
     """A problem with the user's input (flags, files, data); its message says what was wrong and what to do."""
 
 
+class Terminated(BaseException):
+    """SIGTERM outside the training loop (whose own handler saves a checkpoint): raised so that cleanups run, as
+    for Ctrl-C's KeyboardInterrupt; not an Exception, so no ``except Exception`` takes it for a failure."""
+
+
 _SILENCED = dict(lock=threading.Lock(), depth=0, saved=None)
 
 

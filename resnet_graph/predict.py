@@ -22,6 +22,17 @@ from resnet_graph.training.run_dir import RunDir
 FLAGS = run_flags.FLAGS
 
 
+def _npy_header(f):
+    """(shape, dtype) from the header of the .npy file open as ``f``; ValueError for a header numpy refuses."""
+    from numpy.lib import format as npy_format
+    version = npy_format.read_magic(f)
+    if version[0] not in (1, 2, 3):
+        raise ValueError('.npy format version %d.%d' % version)
+    read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return shape, dtype
+
+
 def read_npy(path, channels, max_pixels):
     """A .npy file -> float32 [h, w, channels] in [0, 1]; ValueError saying what is wrong with it.
 
@@ -35,9 +46,8 @@ def read_npy(path, channels, max_pixels):
                 raise ValueError('a .npz archive (zip), not one .npy array; save one array with numpy.save')
             if magic != b'\x93NUMPY':
                 raise ValueError('not a .npy array (no NUMPY header)')
-        header = np.load(path, mmap_mode='r', allow_pickle=False)  # the header only: nothing read yet
-        shape, dtype = header.shape, header.dtype
-        del header
+            f.seek(0)
+            shape, dtype = _npy_header(f)  # no values read yet, and no mmap (its size overflows on a huge shape)
     except OSError as e:
         raise ValueError('cannot read it (%s)' % (e.strerror or e))
     except ValueError as e:

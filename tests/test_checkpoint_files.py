@@ -152,7 +152,7 @@ def test_evaluation_batches_shrink_to_the_memory_left(trained, monkeypatch):
     try:
         full = restored.evaluate('test')
         cfg = restored.config.replace(batch_size=5)
-        room = sum(memory.estimate(cfg, cfg.channels or 3, cfg.num_classes, training=False))
+        room = memory.total(memory.estimate(cfg, cfg.channels or 3, cfg.num_classes, training=False))
         monkeypatch.setattr(memory, 'limit', lambda training=True: (room, 'a test limit of %s'))
         batches = []
         real = inference.evaluate_ids

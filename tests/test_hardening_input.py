@@ -155,9 +155,20 @@ def test_the_memory_estimate_counts_parameters_exactly():
     cfg = config.RunConfig.defaults(depth=18, image_size=32, batch_size=2)
     activations, weights, inputs = memory.estimate(cfg, channels=3, num_classes=10)
     assert inputs == 4 * 2 * 32 * 32 * 3 * 10  # five batches in flight, each as fetched and as normalised
-    assert memory.check(cfg, available=2 ** 40) == activations + weights + inputs
+    assert memory.check(cfg, available=2 ** 40) == int(memory.TEMPORARIES * activations) + weights + inputs
     with pytest.raises(UsageError, match='needs at least'):
         memory.check(cfg, available=1000)
+
+
+def test_a_step_that_fits_only_by_its_counted_activations_is_refused():
+    import config
+    from resnet_graph.errors import UsageError
+    from resnet_graph.training import memory
+    # attack: depth 8 at 16x16, batch 100000 counts 16.3 GiB, passed 22.3 GiB available, was OOM-killed at 24.4 GiB
+    cfg = config.RunConfig.defaults(depth=8, image_size=16, batch_size=100000)
+    assert sum(memory.estimate(cfg, 1, 10)) < 22.3 * 2 ** 30
+    with pytest.raises(UsageError, match=r'needs at least 24 GiB \(activations and temporaries 23 GiB'):
+        memory.check(cfg, 1, 10, available=int(22.3 * 2 ** 30))
 
 
 def test_a_stray_csv_label_is_named_by_its_row(tmp_path):
@@ -305,6 +316,22 @@ def digits_run(tmp_path_factory):
     result = run_cli('train', *SMALL, '--model_dir', model_dir, '--max_steps', 2)
     assert result.returncode == 0, result.stderr
     return model_dir
+
+
+def test_an_npy_header_whose_size_overflows_is_one_reason_without_numpy_warnings(tmp_path):
+    import struct
+    import warnings
+    from resnet_graph.predict import read_npy
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3037000500, 3037000500), }"
+    header = (header + ' ' * (118 - len(header)) + '\n').encode()
+    (tmp_path / 'ovf.npy').write_bytes(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(header)) + header)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        with pytest.raises(ValueError) as raised:
+            read_npy(str(tmp_path / 'ovf.npy'), 1, 40000000)
+    assert [str(w.message) for w in caught] == []  # numpy's overflow warnings reached stderr beside our line
+    assert str(raised.value) == 'an image of 3037000500 x 3037000500 pixels, over --max_image_pixels 40000000; ' \
+        'raise --max_image_pixels to read it'
 
 
 def test_predict_answers_gif_and_cmyk_on_a_gray_run_and_names_each_bad_npy(digits_run, tmp_path):

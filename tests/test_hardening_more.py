@@ -252,7 +252,7 @@ def test_a_huge_batch_is_refused_with_the_batch_that_fits_and_a_normal_one_passe
     cfg = config.RunConfig.defaults(depth=8, image_size=16, batch_size=fits)
     assert 32 < fits < 10 ** 8
     memory.check(cfg.replace(batch_size=32))  # SMALL's batch passes
-    available = sum(memory.estimate(cfg, 3, 10))  # as if the machine had exactly what that batch needs
+    available = memory.total(memory.estimate(cfg, 3, 10))  # as if the machine had exactly what that batch needs
     assert memory.largest_batch(cfg.replace(batch_size=10 ** 8), 3, 10, available) == fits
     assert not (tmp_path / 'run').exists()
 

@@ -204,6 +204,27 @@ def test_a_start_killed_before_its_first_checkpoint_does_not_block_another_confi
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_first_start_builds_its_graph_is_one_line_and_leaves_no_directory(tmp_path, signum):
+    # the signal arrives once the lock is held, before the loop's own handler: the start is undone like a failure
+    model_dir = tmp_path / 'run'
+    stopped = subprocess.run([sys.executable, '-c', (
+        'import os, sys\n'
+        'from resnet_graph.training.trainer import Trainer\n'
+        'build = Trainer._build\n'
+        'Trainer._build = lambda self, start: (os.kill(os.getpid(), %d), build(self, start))[1]\n'
+        'from resnet_graph import train\n'
+        'sys.argv = ["train"] + sys.argv[1:]\n'
+        'train.cli_main()\n' % signum)] + SMALL + ['--max_steps', '4', '--model_dir', str(model_dir)],
+        env=ENV, capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 128 + signum, stopped.stderr
+    assert error_lines(stderr=stopped.stderr) == [
+        'resnet_graph.train: interrupted' if signum == signal.SIGINT else
+        'resnet_graph.train: stopped by SIGTERM before it finished; nothing is lost: run the same command again']
+    assert not model_dir.exists()
+
+
+@pytest.mark.slow
 def test_a_bad_warm_start_leaves_no_directory_behind(tmp_path):
     result = run_cli('train', *RUN, '--model_dir', tmp_path / 'run', '--warm_start_from', tmp_path / 'nothing')
     one_error_line(result)
@@ -359,6 +380,32 @@ def test_restoring_retries_when_the_best_checkpoint_rotates_away(run_copy, monke
     restored = inference.RestoredRun(str(run_copy), 'best')
     assert len(calls) == 2 and restored.checkpoint == calls[-1]
     restored.close()
+
+
+def test_restoring_a_live_run_retries_for_as_long_as_its_checkpoints_keep_rotating(run_copy, monkeypatch):
+    # a trainer saving every few tenths of a second with --max_to_keep 1 beat five retries (attack: 3 of 5 failed)
+    from resnet_graph.serving import inference
+    from resnet_graph.training import lifecycle
+    real_restore, calls = inference.restore, []
+
+    def restore(session, checkpoint):
+        calls.append(checkpoint)
+        if len(calls) <= 12:
+            raise tf.errors.NotFoundError(None, None, '%s.data-00000-of-00001 not found' % checkpoint)
+        return real_restore(session, checkpoint)
+
+    monkeypatch.setattr(inference, 'restore', restore)
+    lock = lifecycle._acquire(str(run_copy))  # the live trainer
+    try:
+        restored = inference.RestoredRun(str(run_copy), 'latest')
+    finally:
+        lock.close()
+    assert len(calls) == 13 and restored.checkpoint == calls[-1]
+    restored.close()
+    calls.clear()  # a run nobody holds is not rotating: a checkpoint that vanishes there is an error soon
+    with pytest.raises(trainer_module.UsageError, match='disappeared or changed while it was read'):
+        inference.RestoredRun(str(run_copy), 'latest')
+    assert len(calls) == inference.ROTATION_TRIES + 1
 
 
 # -- fault injection: each file of a run damaged in turn -------------------------------------------------------

@@ -1,4 +1,5 @@
 """Rebuilding a run's graph from its saved configuration, restoring a checkpoint, and batched evaluation."""
+import itertools
 import time
 
 import numpy as np
@@ -67,14 +68,12 @@ def find_checkpoint(run, which):
     checkpoint, so while it is replaced the old one may be going and the new one not yet whole.
     Raises UsageError when there is none, or when the named checkpoint is damaged.
     """
-    for attempt in range(ROTATION_RETRIES):
+    for tries in itertools.count(1):
         try:
             return _find_checkpoint(run, which)
         except UsageError:
-            if (which not in ('best', 'latest') or attempt + 1 == ROTATION_RETRIES
-                    or lifecycle.holder(run.path) is None):
+            if lifecycle.holder(run.path) is None or not _rotating(run, which, tries):
                 raise
-            time.sleep(0.2 * (attempt + 1))
 
 
 def _find_checkpoint(run, which):
@@ -100,7 +99,18 @@ def _find_checkpoint(run, which):
     return path
 
 
-ROTATION_RETRIES = 5  # a live run replaces best/ and prunes old checkpoints while we read them
+ROTATION_TRIES, ROTATION_SECONDS, ROTATION_PAUSE = 4, 60, 0.1  # see _rotating
+
+
+def _rotating(run, which, tries):
+    """Whether checkpoint ``which`` of ``run`` may be looked for again (after a pause), the ``tries``-th time:
+    'best' or 'latest', a few times, and for as long as ROTATION_SECONDS while a trainer holds the run (it
+    replaces best/ and prunes old checkpoints while we read them)."""
+    if which not in ('best', 'latest') or (tries > ROTATION_TRIES and (
+            tries * ROTATION_PAUSE > ROTATION_SECONDS or lifecycle.holder(run.path) is None)):
+        return False
+    time.sleep(ROTATION_PAUSE)
+    return True
 
 
 def restore_found(session, run, which):
@@ -109,16 +119,15 @@ def restore_found(session, run, which):
     'best' and 'latest' are looked up again when the checkpoint disappears
     between finding and reading it (a training run rotating it away).
     """
-    for attempt in range(ROTATION_RETRIES):
+    for tries in itertools.count(1):
         path = find_checkpoint(run, which)
         try:
             restore(session, path)
             return path
         except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError):  # ValueError: Saver found no index
-            if which not in ('best', 'latest') or attempt + 1 == ROTATION_RETRIES:
+            if not _rotating(run, which, tries):
                 raise UsageError('checkpoint %s disappeared or changed while it was read; run the command again'
                                  % path)
-            time.sleep(0.2 * (attempt + 1))
 
 
 def fold_bn_default(frozen=False):
@@ -201,7 +210,7 @@ class RestoredRun(object):
         room = memory.limit(training=False)
         cfg = self.config.replace(batch_size=config.EVAL_BATCH_SIZE)
         channels = cfg.channels or 3
-        if room is None or sum(memory.estimate(cfg, channels, cfg.num_classes, training=False)) <= room[0]:
+        if room is None or memory.total(memory.estimate(cfg, channels, cfg.num_classes, training=False)) <= room[0]:
             return cfg.batch_size
         return max(1, memory.largest_batch(cfg, channels, cfg.num_classes, room[0], training=False))
 
