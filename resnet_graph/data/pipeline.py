@@ -25,9 +25,10 @@ def preprocess(images, image_size, mean, std):
 
 
 def decode(data, channels, max_pixels=None):
-    """A scalar string tensor of PNG/JPEG/BMP/GIF bytes -> float32 [h, w, channels] in [0, 1] (a GIF's first frame).
+    """A scalar string tensor of PNG/JPEG/BMP/GIF/WebP bytes -> float32 [h, w, channels] in [0, 1] (a GIF's first
+    frame).
 
-    Formats whose decoder cannot give ``channels`` itself (GIF and BMP to gray,
+    Formats whose decoder cannot give ``channels`` itself (GIF, BMP and WebP to gray,
     CMYK JPEG to gray, GIF and JPEG to RGBA) are decoded as they are, then
     converted (gray <-> RGB, alpha dropped or set to 1). max_pixels: an image
     whose header says more pixels fails (InvalidArgumentError) before decoding.
@@ -60,11 +61,13 @@ def _needs_conversion(data, channels):
     """Whether the decoder of these bytes' format refuses ``channels`` (1 or 4): a scalar bool tensor."""
     head = tf.strings.substr(data, 0, 3)
     gif, jpeg = tf.equal(head, b'GIF'), tf.equal(head, b'\xff\xd8\xff')
+    webp = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b'RIFF'),
+                          tf.equal(tf.strings.substr(data, 8, 4), b'WEBP'))  # gives 3 or 4 channels as stored
     if channels == 4:
-        return tf.logical_or(gif, jpeg)
+        return tf.reduce_any([gif, jpeg, webp])
     bmp = tf.equal(tf.strings.substr(data, 0, 2), b'BM')
     cmyk = tf.cond(jpeg, lambda: tf.equal(tf.image.extract_jpeg_shape(data)[2], 4), lambda: tf.constant(False))
-    return tf.reduce_any([gif, bmp, cmyk])
+    return tf.reduce_any([gif, bmp, webp, cmyk])
 
 
 def to_channels(image, channels):
