@@ -15,6 +15,7 @@ from absl import flags
 
 from resnet_graph import errors
 from resnet_graph import flagfiles
+from resnet_graph import flags as run_flags
 from resnet_graph.errors import UsageError
 from resnet_graph.fastconv import cpu
 
@@ -112,8 +113,9 @@ def _describe_flag(flag):
 
 def parse_flags(prog, argv):
     """FLAGS(argv) -> the positional arguments; --help and its kin print usage and exit 0 (--help=false runs the
-    command); a flag error (naming the flag file and line it came from), or a --flagfile that cannot be read as
-    text or includes itself, is one line and exit 2."""
+    command); a flag error (naming the flag file and line it came from), a number too large to use (past int64 or
+    float32, or a tighter bound: flags.out_of_bounds), or a --flagfile that cannot be read as text, includes itself
+    or expands past flagfiles' bounds, is one line and exit 2."""
     expanded = []
     try:
         asked, args = help_request(prog, argv)  # first: --help answers even beside a broken --flagfile
@@ -132,6 +134,10 @@ def parse_flags(prog, argv):
         positional = FLAGS(args)[1:]
     except flags.Error as e:
         fail(prog, flag_error(prog, e, expanded))
+    bad = run_flags.out_of_bounds(FLAGS)  # a number past int64 or float32 is a traceback wherever it is used
+    if bad:
+        name, message = bad
+        fail(prog, '%s%s; see python -m %s --help' % (message, flagfiles.origin(expanded, name), prog))
     for name in FLAGS:  # bytes that are not UTF-8 arrive as surrogates, which TensorFlow's file API cannot encode
         value = FLAGS[name].value
         if any(isinstance(text, str) and any('\udc80' <= c <= '\udcff' for c in text)

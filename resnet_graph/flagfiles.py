@@ -14,6 +14,40 @@ from resnet_graph.errors import UsageError, utf8_text
 DIRECTIVES = ('--flagfile=', '-flagfile=')  # absl's forms inside a file (and --flagfile F on the command line)
 MAX_BYTES = 1 << 20  # a file of --flag=value lines; more is not one (e.g. /dev/zero, a data file)
 HINT = '; give a text file of --flag=value lines'
+# Over the whole command line, nested --flagfile lines expanded (each inclusion counted anew): a few nested files
+# that include each other many times stand for exponentially many arguments; the bounds stop the expansion early.
+MAX_ARGUMENTS = 100000  # arguments read from flag files
+MAX_READS = 10000  # flag files read
+MAX_TOTAL_BYTES = 16 * MAX_BYTES  # bytes read from them
+NESTED = ' (its nested --flagfile lines included)'
+
+
+class _Budget(object):
+    """What one command line's flag files have read so far; UsageError naming ``top`` (its --flagfile) past a
+    bound."""
+
+    def __init__(self):
+        self.top, self.arguments, self.reads, self.bytes = None, 0, 0, 0
+
+    def read(self, name):
+        """``read(name)``, counted."""
+        self.reads += 1
+        if self.reads > MAX_READS:
+            raise UsageError('--flagfile %s reads flag files more than %d times%s; include each flag file once'
+                             % (self.top, MAX_READS, NESTED))
+        text = read(name)
+        self.bytes += len(text.encode('utf-8'))
+        if self.bytes > MAX_TOTAL_BYTES:
+            raise UsageError('--flagfile %s reads more than %d bytes of flag files%s; include each flag file once'
+                             % (self.top, MAX_TOTAL_BYTES, NESTED))
+        return text
+
+    def argument(self):
+        """Counts one argument read from a file."""
+        self.arguments += 1
+        if self.arguments > MAX_ARGUMENTS:
+            raise UsageError('--flagfile %s expands to more than %d arguments%s; include each flag file once, or '
+                             'give fewer flags' % (self.top, MAX_ARGUMENTS, NESTED))
 
 
 def read(name):
@@ -39,10 +73,10 @@ def read(name):
     return text
 
 
-def _lines(name, chain):
+def _lines(name, chain, budget):
     """The arguments flag file ``name`` stands for, nested files expanded, each as (argument, (file, line number));
-    ``chain``: [(real path, name)] of the files including it. UsageError for a file that cannot be read or that
-    includes itself."""
+    ``chain``: [(real path, name)] of the files including it; ``budget``: the ``_Budget`` of the command line.
+    UsageError for a file that cannot be read, that includes itself, or past the budget's bounds."""
     if not name:  # absl ignores it; a script's unset variable, whose flags would silently not apply
         raise UsageError('--flagfile%s names no file; write --flagfile=FILE, or leave it out'
                          % (' line in %s' % chain[-1][1] if chain else ''))
@@ -50,19 +84,21 @@ def _lines(name, chain):
     if real in [r for r, _ in chain]:
         raise UsageError('--flagfile %s includes itself (%s); remove the circular --flagfile line'
                          % (name, ' -> '.join([n for _, n in chain] + [name])))
+    budget.top = budget.top if chain else name
     arguments = []
-    for number, line in enumerate(read(name).splitlines(), 1):
+    for number, line in enumerate(budget.read(name).splitlines(), 1):
         line = line.strip()
         if not line or line.startswith(('#', '//')):
             continue
         if line.startswith(DIRECTIVES):
-            arguments += _lines(os.path.expanduser(line.split('=', 1)[1].strip()), chain + [(real, name)])
+            arguments += _lines(os.path.expanduser(line.split('=', 1)[1].strip()), chain + [(real, name)], budget)
         elif line in ('--flagfile', '-flagfile'):
             raise UsageError('--flagfile %s: the line %r names no file; write --flagfile=FILE' % (name, line))
         elif line.startswith('-') and len(line.split('=', 1)[0].split()) > 1:
             raise UsageError('--flagfile %s: the line %r is not --flag=value; write %s=%s' % (
                 name, line, line.split()[0], line.split(None, 1)[1].strip()))
         else:
+            budget.argument()
             arguments.append((line, (name, number)))
     return arguments
 
@@ -72,9 +108,10 @@ def expand(args):
 
     Returns: the new list, each argument as (argument, where): where is (flag file, line number) for an argument
     read from a file, else None. Raises UsageError for a file that cannot be read or that includes itself (absl
-    would skip that line with a warning and run without the flags it meant), or a --flagfile without a name.
+    would skip that line with a warning and run without the flags it meant), a --flagfile without a name, or files
+    that together read or stand for more than the bounds (MAX_ARGUMENTS, MAX_READS, MAX_TOTAL_BYTES).
     """
-    expanded, rest = [], list(args)
+    expanded, rest, budget = [], list(args), _Budget()
     while rest:
         arg = rest.pop(0)
         if arg == '--':
@@ -82,9 +119,9 @@ def expand(args):
         if arg in ('--flagfile', '-flagfile'):
             if not rest:
                 raise UsageError('--flagfile needs a file name: --flagfile=FILE')
-            expanded += _lines(os.path.expanduser(rest.pop(0)), [])
+            expanded += _lines(os.path.expanduser(rest.pop(0)), [], budget)
         elif arg.startswith(DIRECTIVES):
-            expanded += _lines(os.path.expanduser(arg.split('=', 1)[1].strip()), [])
+            expanded += _lines(os.path.expanduser(arg.split('=', 1)[1].strip()), [], budget)
         else:
             expanded.append((arg, None))
     return expanded

@@ -2,6 +2,8 @@
 
 Each command calls its ``define_*`` function once, before parsing.
 """
+import math
+
 from absl import flags
 
 import config
@@ -265,3 +267,52 @@ def define_benchmark():
     flags.DEFINE_enum('fold_bn', 'on' if config.FOLD_BN == 'on' else 'off', ['on', 'off'], '--mode infer: fold '
                       'each batch norm into the convolution before it (one convolution + bias; the same variables).')
     flags.DEFINE_boolean('json', d['json'], 'Print one JSON object.')
+
+
+INT64_MAX = 2 ** 63 - 1  # what an integer flag may be: TensorFlow's int64 (steps, seeds, shapes) and C's long
+INT64_MIN = -2 ** 63
+FLOAT32_MAX = 3.4028234663852886e+38  # what a finite float flag may be: they become float32 tensors
+EPOCHS_MAX = 2 ** 31 - 1  # epochs x the steps of an epoch (up to 2 ** 32: a data set of that many batches) in int64
+EPOCHS_REASON = 'epochs times the steps of an epoch must fit int64'
+SHAPE_MAX = 2 ** 20  # an image side or channel count: a [1, side, side, channels] tensor has under 2 ** 63 entries
+# Left to the command's own, tighter check, which refuses them before any use in its own words (train.SEED_MAX).
+OWN_CHECKS = ('seed', 'split_seed')
+CLASSES_MAX = 2 ** 31 - 1  # the classifier's width, a dimension of TensorFlow's int32 shapes
+# Tighter bounds of some flags (of every command defining them): name -> (at most, why).
+BOUNDS = {'epochs': (EPOCHS_MAX, EPOCHS_REASON), 'warmup_epochs': (EPOCHS_MAX, EPOCHS_REASON),
+          'boundaries_epochs': (EPOCHS_MAX, EPOCHS_REASON), 'image_size': (SHAPE_MAX, 'pixels a side'),
+          'channels': (SHAPE_MAX, 'channels of an image'), 'num_classes': (CLASSES_MAX, "TensorFlow's int32 shapes")}
+
+
+def _number_kind(flag):
+    """int, float or None: the numbers flag ``flag`` holds (one, or a list of them)."""
+    if isinstance(flag.parser, flags.IntegerParser):
+        return int
+    if isinstance(flag.parser, (flags.FloatParser, _FloatListParser)):
+        return float
+    return None
+
+
+def out_of_bounds(flag_values=FLAGS):
+    """The name of the first number flag of ``flag_values`` (any command's; absl's own too) holding a number too
+    large to use, and the message saying so, e.g. '--max_steps 99999999999999999999999 is too large (at most
+    9223372036854775807)'; None when there is none. Integers must fit int64; finite floats float32 (NaN and
+    infinity are left to the commands' own checks); BOUNDS names tighter bounds."""
+    for name in sorted(flag_values):
+        flag = flag_values[name]
+        kind = _number_kind(flag)
+        value = flag.value
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if kind is None or name in OWN_CHECKS or not values or any(v is None or isinstance(v, bool) for v in values):
+            continue
+        low, high = (INT64_MIN, INT64_MAX) if kind is int else (-FLOAT32_MAX, FLOAT32_MAX)
+        high, why = BOUNDS.get(name, (high, None))
+        shown = ','.join(('%d' if kind is int else '%g') % v for v in values)
+        for v in values:
+            if kind is float and not math.isfinite(v):
+                continue
+            if v > high:
+                return name, '--%s %s is too large (at most %s%s)' % (name, shown, high, ': ' + why if why else '')
+            if v < low:
+                return name, '--%s %s is too small (at least %s)' % (name, shown, low)
+    return None

@@ -172,6 +172,8 @@ def resolve_config():
     if cfg.warm_start_from and not run.has_checkpoint_files():
         cfg = inherit_input(cfg)
     validate(cfg)
+    if FLAGS['data_dir'].present and cfg.data_dir:  # config.json is read from other directories (predict, evaluate)
+        cfg = cfg.replace(data_dir=os.path.abspath(cfg.data_dir))
     return cfg
 
 

@@ -438,3 +438,17 @@ def test_evaluate_on_an_empty_split_is_one_line(tmp_path):
         'resnet_graph.evaluate: error: the test split of --dataset folder is empty (train 8, validation 4, test 0 '
         'images): give a larger --validation_fraction (0.1 of the largest class, 4 images, rounds to none; 0.25 '
         'would take one), more images per class, or a val/ and test/ tree (val.csv and test.csv)']
+
+
+@pytest.mark.slow
+def test_a_run_trained_on_a_relative_data_dir_is_served_from_any_directory(tmp_path):
+    # config.json kept "data" as given, and predict from elsewhere said "--data_dir data is not a directory"
+    folder(tmp_path / 'data', per_class=4)
+    trained = run_cli('train', *SMALL, '--dataset', 'folder', '--data_dir', 'data', '--validation_fraction', 0.25,
+                      '--model_dir', 'run', '--max_steps', 2, '--eval_every', 2, cwd=str(tmp_path))
+    assert trained.returncode == 0, trained.stderr
+    image = tmp_path / 'data' / 'c0' / '0.png'
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    result = run_cli('predict', '--model_dir', tmp_path / 'run', image, cwd=str(elsewhere))
+    assert result.returncode == 0 and result.stdout.startswith('%s: c' % image), result.stderr

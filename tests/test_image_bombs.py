@@ -169,3 +169,25 @@ def test_a_webp_decodes_then_converts_for_a_gray_or_rgba_run(channels):
     assert image.shape == (10, 12, channels)
     expected = [(0.299 * 200 + 0.587 * 10 + 0.114 * 10) / 255] if channels == 1 else [200 / 255, 10 / 255, 10 / 255, 1]
     np.testing.assert_allclose(image[0, 0], expected, atol=1 / 255)
+
+
+def animated_webp():
+    from PIL import Image
+    frames = [Image.new('RGB', (20, 20), (10 * k, 0, 0)) for k in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, 'WEBP', save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_an_animated_webp_is_refused_before_the_decoder_sees_it(tmp_path, channels):
+    # at 1 channel TensorFlow's decoder corrupted the heap (free(): corrupted unsorted chunks, SIGABRT)
+    import tensorflow as tf
+    from resnet_graph.data import images, pipeline
+    data = animated_webp()
+    with pytest.raises(ValueError, match='^an animated WebP, which is not decoded'):
+        images.check_pixels(data, CAP)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        feed = tf.compat.v1.placeholder(tf.string, [])
+        with pytest.raises(tf.errors.InvalidArgumentError, match='an animated WebP, which is not decoded'):
+            session.run(pipeline.decode(feed, channels, CAP), {feed: data})

@@ -137,11 +137,15 @@ def _refuse(what, pixels, max_pixels):
                      % (what, pixels, max_pixels))
 
 
+# TensorFlow's decoder refuses an animated WebP at 3 channels and corrupts its heap at 0 (a 1-channel run's).
+ANIMATED_WEBP = 'an animated WebP, which is not decoded; save its first frame as a PNG or a still WebP'
+
+
 def check_pixels(data, max_pixels):
     """ValueError when image bytes ``data`` would decode to more than ``max_pixels`` pixels, by their header.
 
-    GIF: every frame counts (the decoder holds them all), each at least the logical screen. WebP: its canvas,
-    times its frames when animated. JPEG XL and WebP of another chunk (the decoder takes them, the header check
+    GIF: every frame counts (the decoder holds them all), each at least the logical screen. WebP: its canvas; an
+    animated one is refused (ANIMATED_WEBP). JPEG XL and WebP of another chunk (the decoder takes them, the header check
     cannot size them): refused. Bytes of no format the decoder knows go on to it, which refuses them unread.
     """
     size = header_size(data)
@@ -157,11 +161,8 @@ def check_pixels(data, max_pixels):
                 _refuse('an animated GIF of %d frames of %d x %d pixels' % (frames, width, height),
                         frames * width * height, max_pixels)
             size = (width, height)
-    elif is_webp(data) and size and data[12:16] == b'VP8X' and data.count(b'ANMF') > 1:
-        frames = data.count(b'ANMF')
-        if frames * size[0] * size[1] > max_pixels:
-            _refuse('an animated WebP of %d frames of %d x %d pixels' % (frames, size[0], size[1]),
-                    frames * size[0] * size[1], max_pixels)
+    elif is_webp(data) and data[12:16] == b'VP8X' and (len(data) > 20 and data[20] & 2 or b'ANMF' in data):
+        raise ValueError(ANIMATED_WEBP)
     elif size is None and (is_webp(data) or data.startswith(JPEG_XL)):
         raise ValueError('a %s image whose size its header check cannot read, so it is not decoded; convert it '
                          'to %s' % ('WebP' if is_webp(data) else 'JPEG XL', FORMATS))
@@ -215,7 +216,7 @@ def _graph_count(data, marker):
 def graph_pixels(data):
     """In the graph: a scalar string tensor of image bytes -> int64 pixels they would decode to, by their header.
 
-    As ``check_pixels``: a GIF's frames (walked) each at least its screen, an animated WebP's frames; and bytes
+    As ``check_pixels``: a GIF's frames (walked) each at least its screen, an animated WebP refused; and bytes
     longer than an image of that many pixels takes (``max_file_bytes``) count as that many. Bytes that are no
     PNG, JPEG, GIF, BMP or WebP the header check can size, and a GIF over its block budget, fail here
     (InvalidArgumentError) before decoding.
@@ -247,8 +248,9 @@ def graph_pixels(data):
     jpeg = lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64))  # noqa: E731
     lossless = lambda: ((little_endian(21, 4) % 16384 + 1)  # noqa: E731
                         * (tf.bitwise.right_shift(little_endian(21, 4), 14) % 16384 + 1))
-    extended = lambda: ((little_endian(24, 3) + 1) * (little_endian(27, 3) + 1)  # noqa: E731
-                        * tf.maximum(_graph_count(data, b'ANMF'), 1))
+    extended = lambda: tf.where(  # noqa: E731
+        tf.logical_or(tf.equal(tf.bitwise.bitwise_and(at(20), 2), 2), _graph_count(data, b'ANMF') > 0),
+        tf.constant(-3, tf.int64), (little_endian(24, 3) + 1) * (little_endian(27, 3) + 1))
     pixels = tf.case([
         (tf.equal(tf.strings.substr(padded, 0, 8), b'\x89PNG\r\n\x1a\n'), lambda: big_endian(16, 4) * big_endian(20, 4)),
         (tf.equal(head, b'GIF'), gif),
@@ -265,5 +267,6 @@ def graph_pixels(data):
         'one of those' % FORMATS))
     walked = tf.debugging.assert_none_equal(pixels, tf.constant(-2, tf.int64), message=(
         'a GIF of more blocks than its bytes hold when written by an encoder; re-encode it'))
-    with tf.control_dependencies([known, walked]):
+    still = tf.debugging.assert_none_equal(pixels, tf.constant(-3, tf.int64), message=ANIMATED_WEBP)
+    with tf.control_dependencies([known, walked, still]):
         return tf.maximum(pixels, (length - HEADER_SLACK) // BYTES_PER_PIXEL)

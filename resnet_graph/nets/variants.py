@@ -41,6 +41,7 @@ Variants:
                 later units run unstrided, their 3x3 atrous).
 """
 import collections
+import math
 
 import config
 
@@ -54,6 +55,7 @@ IMAGENET_STAGES = {
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 CIFAR_WIDTHS = (16, 32, 64)
 BOTTLENECK_EXPANSION = 4
+MAX_CHANNELS = 1 << 16  # the widest layer a width_multiplier may make: one 3x3 kernel of it is 144 GiB in float32
 
 ARCHITECTURES = ('auto', 'imagenet', 'cifar')
 SHORTCUTS = ('auto', 'A', 'B')
@@ -136,6 +138,7 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
         kind, blocks = IMAGENET_STAGES[depth]
         base, stem = IMAGENET_WIDTHS, 64
         expansion = BOTTLENECK_EXPANSION if kind == 'bottleneck' else 1
+    _check_width(width_multiplier, base)
     inner = tuple(int(round(w * width_multiplier)) for w in base)
     out = tuple(w * expansion for w in base) if kind == 'bottleneck' else inner
     if shortcut == 'A' and out[0] < stem:
@@ -146,6 +149,16 @@ def resolve(depth, architecture='auto', shortcut='auto', resnet_version=1, strid
                 width_multiplier, bool(no_residual), data_format, variant,
                 conv_bias=variant in ('keras', 'legacy', 'slim_v2'), bn_epsilon=BN_EPSILON[variant],
                 output_stride=output_stride)
+
+
+def _check_width(width_multiplier, base):
+    """ValueError when ``width_multiplier`` makes a block of base widths ``base`` wider than MAX_CHANNELS (or is
+    infinite): no run could hold it, and its channel count overflows what TensorFlow and the estimates use."""
+    widest = max(base) * width_multiplier
+    if not (math.isfinite(widest) and int(round(widest)) <= MAX_CHANNELS):
+        raise ValueError('width_multiplier=%g makes the widest layer %g channels, over the %d a layer may have; give '
+                         'width_multiplier at most %g for this network'
+                         % (width_multiplier, widest, MAX_CHANNELS, MAX_CHANNELS / max(base)))
 
 
 def _check_variant(depth, variant, architecture, shortcut, resnet_version, width_multiplier, no_residual):
