@@ -196,8 +196,9 @@ def run(prog, main, argv=None):
     Quiets TensorFlow's C++ logging before it loads (unless TF_CPP_MIN_LOG_LEVEL is set); --help, -h,
     --helpfull print the usage and exit 0. Exits with main's return value (0 when None); 2 on a
     ``UsageError``, a flag error, a CPU setting of config.py that is not 'auto', 'on', 'off' (or a bool), or
-    an allocation TensorFlow failed (one "out of memory" line); 130 on Ctrl-C, 143 on SIGTERM. Selects TensorFlow's BFC CPU
-    allocator first where ``config.CPU_BFC_ALLOCATOR`` says so, unless TF_CPU_ALLOCATOR_USE_BFC is set.
+    an allocation TensorFlow failed (one "out of memory" line); 130 on Ctrl-C, 143 on SIGTERM. Selects
+    TensorFlow's BFC CPU allocator first where ``config.CPU_BFC_ALLOCATOR`` says so, unless
+    TF_CPU_ALLOCATOR_USE_BFC is set.
     """
     argv = sys.argv if argv is None else argv
     errors.COMMAND[0] = prog  # warnings name the command, as errors do
