@@ -5,8 +5,8 @@ exactly as in training (the run's image size, mean and std).
 
 saved_model: a TF1 SavedModel (tag ``serve``) with two signatures, each
 returning ``classes`` (int64 [N]) and ``probabilities`` (float32 [N, K]):
-``serving_default`` takes ``image_bytes`` (string [N], encoded PNG, JPEG,
-BMP or GIF, decoded to the run's channel count; an image whose header says
+``serving_default`` takes ``image_bytes`` (string [N], encoded PNG, JPEG, GIF,
+BMP or WebP, decoded to the run's channel count; an image whose header says
 more than --max_image_pixels pixels is refused before decoding), ``predict_images`` takes
 ``images`` (float32 [N, h, w, C], values in [0, 1]).
 

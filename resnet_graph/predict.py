@@ -105,7 +105,7 @@ def read_image(path, preprocessor, max_pixels=config.TRAIN['max_image_pixels']):
     try:
         return preprocessor.decode(data)
     except tf.errors.InvalidArgumentError as e:
-        raise ValueError('not a readable PNG, JPEG, BMP or GIF image (%s)' % _reason(e))
+        raise ValueError('not a readable %s image (%s)' % (image_bounds.FORMATS, _reason(e)))
 
 
 def predict_files(restored, paths, top_k, max_pixels=config.TRAIN['max_image_pixels']):

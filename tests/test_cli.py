@@ -72,7 +72,7 @@ def test_predict_answers_each_file_and_reports_the_bad_one(trained, tmp_path):
     bad.write_text('not an image')
     result = run_cli('predict', '--model_dir', model_dir, '--json', '--top_k', 3, png, bad, npy)
     assert result.returncode == 2
-    assert error_lines(result.stderr) == ['resnet_graph.predict: error: %s: not a readable PNG, JPEG, BMP or GIF '
+    assert error_lines(result.stderr) == ['resnet_graph.predict: error: %s: not a readable PNG, JPEG, GIF, BMP or WebP '
                                           'image (Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, '
                                           'WebP required.)' % bad]
     answers = json.loads(result.stdout)

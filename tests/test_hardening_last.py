@@ -196,7 +196,7 @@ def test_a_jpeg_cut_short_is_one_line_in_predict(jpeg_run, tmp_path):
     root, _ = jpeg_run
     good, cut = write_jpeg(tmp_path / 'good.jpg', 1), write_jpeg(tmp_path / 'cut.jpg', 1, cut=True)
     result = run_cli('predict', '--model_dir', root / 'run', good, cut, timeout=120)
-    assert only_line(result) == ('resnet_graph.predict: error: %s: not a readable PNG, JPEG, BMP or GIF image '
+    assert only_line(result) == ('resnet_graph.predict: error: %s: not a readable PNG, JPEG, GIF, BMP or WebP image '
                                  '(cut short or damaged: Invalid JPEG data or crop window.)' % cut)
     assert result.stdout.startswith('%s: ' % good)
 

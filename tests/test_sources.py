@@ -168,9 +168,16 @@ def test_cifar_binary_of_the_wrong_size_is_named(tmp_path):
 
 
 def write_image(path, pixels):
-    """Writes uint8 [h, w, 3] pixels as PNG or JPEG (TensorFlow's encoders) or BMP (24-bit, by hand)."""
+    """Writes uint8 [h, w, 3] pixels as PNG or JPEG (TensorFlow's encoders), BMP (24-bit, by hand) or lossless WebP
+    (Pillow)."""
     import tensorflow as tf
-    if path.endswith('.bmp'):
+    if path.endswith('.webp'):
+        import io
+        from PIL import Image
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, 'WEBP', lossless=True)
+        data = buffer.getvalue()
+    elif path.endswith('.bmp'):
         h, w, _ = pixels.shape
         stride = (3 * w + 3) // 4 * 4
         rows = b''.join(pixels[y, :, ::-1].tobytes().ljust(stride, b'\0') for y in range(h - 1, -1, -1))
@@ -218,6 +225,13 @@ def test_folder_of_png_and_bmp_reads_back_exactly_with_carved_splits(tmp_path):
     assert_reads_back(source, written)
 
 
+def test_folder_of_webp_reads_back_exactly(tmp_path):
+    written = make_folder(tmp_path, ext='.webp')
+    source = load_source('folder', str(tmp_path), image_size=8)
+    assert sum(path.endswith('.webp') for path in source.paths) == 8
+    assert_reads_back(source, written)
+
+
 def test_folder_train_val_test_trees_and_jpeg(tmp_path):
     written = {}
     for i, split in enumerate(('train', 'val', 'test')):
@@ -238,7 +252,7 @@ def test_folder_train_val_test_trees_and_jpeg(tmp_path):
 def test_empty_class_folder_is_named(tmp_path):
     make_folder(tmp_path)
     os.makedirs(str(tmp_path / 'emu'))
-    with pytest.raises(UsageError, match='class folder .*emu holds no JPEG, PNG, BMP or GIF image'):
+    with pytest.raises(UsageError, match='class folder .*emu holds no PNG, JPEG, GIF, BMP or WebP image'):
         load_source('folder', str(tmp_path))
 
 
@@ -254,7 +268,7 @@ def test_corrupt_image_is_skipped_and_counted_or_an_error_when_strict(tmp_path, 
     np.testing.assert_array_equal(images[1], images[0])  # replaced by the batch's first good image, with its label
     assert labels.tolist() == [written[source.paths[first]][1]] * 2 and source.skipped == {k}
     assert 'skipped corrupt image %s (1 skipped so far' % broken in capsys.readouterr().err
-    with pytest.raises(UsageError, match='%s is not a readable PNG, JPEG, BMP or GIF image' % broken):
+    with pytest.raises(UsageError, match='%s is not a readable PNG, JPEG, GIF, BMP or WebP image' % broken):
         load_source('folder', str(tmp_path), image_size=8, strict=True)
 
 

@@ -120,8 +120,8 @@ def test_strict_data_is_checked_as_records_are_read_not_by_decoding_the_set_at_l
     for r in BAD:
         with pytest.raises(UsageError) as e:
             source.fetch([0, r])
-        assert str(e.value) == ('%s record %d is not a readable PNG, JPEG, BMP or GIF image (%s); remove it or run '
-                                'without --strict_data to skip it'
+        assert str(e.value) == ('%s record %d is not a readable PNG, JPEG, GIF, BMP or WebP image (%s); remove it or '
+                                'run without --strict_data to skip it'
                                 % (os.path.join(str(tmp_path), TRAIN_FILE), r, REASON[r]))
     assert not source.skipped
 
@@ -145,9 +145,9 @@ def test_training_skips_and_counts_bad_records_and_strict_data_stops_with_the_st
     assert strict.returncode == 2
     lines = error_lines(strict.stderr)
     assert len(lines) == 1 and 'Traceback' not in strict.stderr
-    match = re.match(r'resnet_graph\.train: error: (.*) record (\d+) is not a readable PNG, JPEG, BMP or GIF image '
-                     r'\((.*)\); remove it or run without --strict_data to skip it \(stopped at step (\d+), saved '
-                     r'(.*); run the same command to resume\)$', lines[0])
+    match = re.match(r'resnet_graph\.train: error: (.*) record (\d+) is not a readable PNG, JPEG, GIF, BMP or WebP '
+                     r'image \((.*)\); remove it or run without --strict_data to skip it \(stopped at step (\d+), '
+                     r'saved (.*); run the same command to resume\)$', lines[0])
     assert match, lines[0]
     path, record, reason, step, saved = match.groups()
     assert path == os.path.join(str(tmp_path / 'data'), TRAIN_FILE) and reason == REASON[int(record)]

@@ -1,6 +1,6 @@
 """Image files read by id: ``folder`` (one subdirectory per class) and ``csv`` (a ``path,label`` manifest).
 
-    folder:  DIR/<class>/*.jpg|png|bmp|gif, or DIR/train/<class>/... with optional
+    folder:  DIR/<class>/*.jpg|png|bmp|gif|webp, or DIR/train/<class>/... with optional
              DIR/val/ (or validation/) and DIR/test/ trees of the same classes
     csv:     a .csv file, or DIR/manifest.csv, or DIR/train.csv with optional
              val.csv (or validation.csv) and test.csv; rows ``path,label`` (an
@@ -25,7 +25,7 @@ from resnet_graph.errors import UsageError, stderr_silenced, utf8_text, warn
 from resnet_graph.data import images as image_bounds
 from resnet_graph.data.source import Source, stratified_split
 
-EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 SPLIT_DIRS = (('train', ('train',)), ('validation', ('val', 'validation')), ('test', ('test',)))
 
 
@@ -93,8 +93,8 @@ class FileSource(Source):
                 bad.append(int(i))
             except (OSError,) + self.decoder.errors as e:
                 if strict:
-                    raise UsageError('%s is not a readable PNG, JPEG, BMP or GIF image (%s); remove it or run '
-                                     'without --strict_data to skip it' % (self.paths[i], _reason(e)))
+                    raise UsageError('%s is not a readable %s image (%s); remove it or run without --strict_data to '
+                                     'skip it' % (self.paths[i], image_bounds.FORMATS, _reason(e)))
                 images.append(None)
                 bad.append(int(i))
         if bad:
@@ -176,7 +176,7 @@ def _class_tree(root, class_names=None):
         directory = os.path.join(root, folder)
         files = sorted(f for f in os.listdir(directory) if f.lower().endswith(EXTENSIONS) and not f.startswith('.'))
         if not files:
-            raise UsageError('class folder %s holds no JPEG, PNG, BMP or GIF image' % directory)
+            raise UsageError('class folder %s holds no %s image' % (directory, image_bounds.FORMATS))
         rows += [(os.path.join(directory, f), names.index(folder)) for f in files]
     return names, rows
 

@@ -147,8 +147,8 @@ class TFRecordSource(FileSource):
         try:
             if self.strict:  # decoded again by id for the decoder's own reason
                 FileSource.read(self, bad[:1], strict=True)
-                raise UsageError('%s is not a readable PNG, JPEG, BMP or GIF image; remove it or run without '
-                                 '--strict_data to skip it' % self.paths[bad[0]])
+                raise UsageError('%s is not a readable %s image; remove it or run without --strict_data to skip it'
+                                 % (self.paths[bad[0]], image_bounds.FORMATS))
             self._skip(bad)
             if not ok.any():
                 raise UsageError('no readable image in a batch of %d (e.g. %s)' % (len(ids), self.paths[bad[0]]))
